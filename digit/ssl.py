@@ -1,0 +1,194 @@
+"""Self-supervised training of the in-house small encoder (the embedded default's stand-in for DINOv2).
+
+SimCLR (Chen et al. 2020): two augmented views of every image, NT-Xent loss on a projection of the
+mean-pooled patch features; no labels. Augmentations run batched on the device: random resized crop
+and rotation (one affine warp), Gaussian blur, and optionally Gaussian pixel noise at a random SNR.
+The noise augmentation is a switch because it is also the perturbation of the stability table: a fair
+table shows the encoder trained without it too (FINDINGS.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from digit.encoders import FrozenEncoder
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # area fraction of the random resized crop
+    rotation_deg: float = 15.0
+    blur_p: float = 0.3
+    noise_aug: bool = True
+    noise_p: float = 0.5
+    noise_snr_db: tuple[float, float] = (0.0, 30.0)
+
+
+@dataclass(frozen=True)
+class SimCLRConfig:
+    epochs: int = 16
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    temperature: float = 0.2
+    proj_dim: int = 128
+    augment: AugmentConfig = AugmentConfig()
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=g).to(device) * (hi - lo) + lo
+
+
+def gaussian_noise_at_snr(
+    x: torch.Tensor, snr_db: torch.Tensor, g: torch.Generator
+) -> torch.Tensor:
+    """x + N(0, sigma^2) with sigma per image so that 10 log10(mean(x^2) / sigma^2) = snr_db."""
+    power = x.pow(2).flatten(1).mean(1).clamp_min(1e-12)  # (B,)
+    sigma = (power / 10 ** (snr_db / 10)).sqrt().view(-1, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=g).to(x.device)
+    return x + sigma * noise
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """One random view of a batch x (B, C, S, S) in [0, 1]; every draw comes from ``g``."""
+    b, c, s, _ = x.shape
+    dev = x.device
+    # Random resized crop + rotation as a single affine warp (zoom in = scale < 1 in grid units).
+    area = _uniform(b, *cfg.crop_scale, g, dev)
+    zoom = area.sqrt()
+    angle = _uniform(b, -cfg.rotation_deg, cfg.rotation_deg, g, dev) * math.pi / 180
+    shift = (1 - zoom).unsqueeze(1) * (torch.rand(b, 2, generator=g).to(dev) * 2 - 1)
+    cos, sin = angle.cos() * zoom, angle.sin() * zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    # Gaussian blur with a per-image sigma, as one grouped convolution.
+    blur = torch.rand(b, generator=g).to(dev) < cfg.blur_p
+    if blur.any():
+        sigma = _uniform(b, 0.1, 1.2, g, dev)
+        r = torch.arange(-2, 3, device=dev, dtype=x.dtype)
+        k1 = torch.exp(-(r.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
+        k1 = k1 / k1.sum(1, keepdim=True)  # (B, 5)
+        k2 = (k1.unsqueeze(2) * k1.unsqueeze(1)).repeat_interleave(c, 0).unsqueeze(1)
+        blurred = F.conv2d(
+            F.pad(x.reshape(1, b * c, s, s), (2, 2, 2, 2), mode="reflect"), k2, groups=b * c
+        )
+        x = torch.where(blur.view(-1, 1, 1, 1), blurred.view(b, c, s, s), x)
+
+    if cfg.noise_aug:
+        snr = _uniform(b, *cfg.noise_snr_db, g, dev)
+        noisy = gaussian_noise_at_snr(x, snr, g)
+        use = (torch.rand(b, generator=g).to(dev) < cfg.noise_p).view(-1, 1, 1, 1)
+        x = torch.where(use, noisy, x)
+    return x
+
+
+class Projector(nn.Module):
+    def __init__(self, dim: int, out: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or 2 * dim
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's loss: each view must pick its partner among the 2B - 1 other views."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, P)
+    sim = z @ z.t() / temperature
+    n = z1.shape[0]
+    sim.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_simclr(
+    encoder: FrozenEncoder,
+    images: torch.Tensor,
+    cfg: SimCLRConfig,
+    seed: int,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[dict]:
+    """Train ``encoder`` in place on uint8 images (N, H, W, C); returns per-epoch history."""
+    g = torch.Generator().manual_seed(seed)
+    encoder.to(device).train()
+    projector = Projector(encoder.dim, cfg.proj_dim).to(device)
+    params = list(encoder.parameters()) + list(projector.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = images.shape[0]
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // batch)  # drop the ragged last batch: BN needs full batches
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    history, step = [], 0
+    bar = tqdm(total=total, desc="ssl simclr", unit="step", disable=not progress, mininterval=1.0)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(n, generator=g)
+        losses = []
+        for i in range(steps_per_epoch):
+            idx = order[i * batch : (i + 1) * batch]
+            x = encoder.preprocess(images[idx].to(device))
+            v1, v2 = augment(x, cfg.augment, g), augment(x, cfg.augment, g)
+            h = encoder.patch_features(torch.cat([v1, v2])).mean(1)  # (2B, D) pooled
+            z = projector(h)
+            loss = nt_xent(z[: len(idx)], z[len(idx) :], cfg.temperature)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, warmup, cfg.lr)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+        history.append({"epoch": epoch, "loss": sum(losses) / len(losses)})
+    bar.close()
+    encoder.eval()
+    return history
+
+
+@torch.no_grad()
+def recompute_batchnorm(
+    encoder: FrozenEncoder, images: torch.Tensor, batch_size: int = 256, device: str = "cpu"
+) -> None:
+    """Set BatchNorm running statistics to the exact mean/var of clean training images.
+
+    Training leaves running statistics of augmented (noisy, cropped) views, and a random network has
+    none at all; both are then measured on the inputs the frozen encoder will actually see.
+    """
+    bns = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over all batches
+    encoder.to(device).train()
+    for start in range(0, images.shape[0], batch_size):
+        encoder(images[start : start + batch_size].to(device))
+    for bn in bns:
+        bn.momentum = 0.1
+    encoder.eval()

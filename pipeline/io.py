@@ -1,0 +1,129 @@
+"""Artifact I/O for the stages: atomic writes, Zarr stores, JSON metrics, checkpoints.
+
+Every output is written to a temporary sibling and renamed into place only when complete, so a killed
+or failed stage never leaves a half-written file that DVC or a later stage could take for a result.
+Zarr stores may be local paths or any fsspec URL Zarr accepts (``memory://``, ``s3://`` ...); remote
+stores are written in place (object stores have no atomic rename) and DVC tracks local paths only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    return "://" in str(path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def sweep_temporaries(final: str | os.PathLike) -> None:
+    """Remove leftovers of killed runs (``.name.tmp-*`` siblings of ``final``)."""
+    final = Path(final)
+    if final.parent.exists():
+        for leftover in final.parent.glob(f".{final.name}.tmp-*"):
+            _remove(leftover)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it onto ``final`` only on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temporaries(final)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if final.exists() or final.is_symlink():
+            _remove(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            _remove(tmp)
+
+
+def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | os.PathLike) -> Any:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+# --- Zarr -------------------------------------------------------------------------------------
+
+COMPRESSORS = (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),)
+
+
+@contextlib.contextmanager
+def zarr_group_writer(final: str | os.PathLike) -> Iterator[zarr.Group]:
+    """Create a fresh Zarr group that appears at ``final`` only once the block exits cleanly."""
+    if is_url(final):
+        yield zarr.open_group(str(final), mode="w")
+        return
+    with atomic_path(final) as tmp:
+        yield zarr.open_group(str(tmp), mode="w")
+
+
+def open_group(path: str | os.PathLike) -> zarr.Group:
+    if not is_url(path) and not Path(path).exists():
+        raise FileNotFoundError(f"{path}: Zarr store not found (run the stage that writes it)")
+    return zarr.open_group(str(path), mode="r")
+
+
+def create_array(
+    group: zarr.Group, name: str, shape: tuple[int, ...], chunk_rows: int, dtype: str
+) -> zarr.Array:
+    """An array chunked along its first axis only: rows are written and read in blocks."""
+    chunks = (max(1, min(chunk_rows, shape[0] or 1)), *shape[1:])
+    return group.create_array(
+        name=name, shape=shape, chunks=chunks, dtype=dtype, compressors=COMPRESSORS
+    )
+
+
+def iter_blocks(n: int, block: int) -> Iterator[slice]:
+    for start in range(0, n, block):
+        yield slice(start, min(start + block, n))

@@ -1,0 +1,264 @@
+"""Typed schema of params.yaml.
+
+Every stage and the flow validate the *whole* file before any compute starts, so a typo in a section
+that a late stage reads is caught by the first stage. A problem is reported as one line that names
+the key, e.g. ``params.yaml: codebook.ks.0: K must be >= 2 (got 1)``.
+
+Presets (``pipeline/presets/*.yaml``) are partial overrides deep-merged onto params.yaml:
+``python -m pipeline.params apply smoke`` rewrites params.yaml in place (``git checkout params.yaml``
+returns to the embedded default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+# Names that an ablation swaps are chosen from registries; the schema mirrors them so a typo fails
+# here, before a stage imports torch. tests/test_params.py checks the lists match the registries.
+DATASETS = ("mnist5k", "imagefolder")
+ENCODERS = (
+    "cnn_small",
+    "dinov2_vits14",
+    "dinov2_vitb14",
+    "dinov2_vitl14",
+    "dinov2_vits14_reg4",
+    "dinov2_vitb14_reg4",
+    "dinov2_vitl14_reg4",
+)
+SSL_OBJECTIVES = ("simclr", "none")
+KNOWN_DATASET_SIZES = {"mnist5k": 5000}
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem, already phrased as one line for the user."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+PosInt = Annotated[int, Field(gt=0)]
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class DataParams(Section):
+    dataset: Literal[DATASETS]  # type: ignore[valid-type]
+    root: str | None = None  # imagefolder: root/class/*.jpg|png
+    image_size: PosInt
+    channels: Literal[1, 3]
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)]
+    max_images: PosInt | None = None  # seeded stratified subsample (smoke runs)
+    on_corrupt: Literal["skip", "error"] = "skip"
+    chunk_images: PosInt = 1024
+
+    @model_validator(mode="after")
+    def _root_for_imagefolder(self) -> DataParams:
+        if self.dataset == "imagefolder" and not self.root:
+            raise ValueError("root: dataset 'imagefolder' needs data.root (root/class/*.jpg)")
+        if self.dataset == "mnist5k" and (self.channels != 1 or self.image_size != 28):
+            raise ValueError(
+                "image_size: dataset 'mnist5k' is 28x28 grayscale (image_size 28, channels 1)"
+            )
+        return self
+
+
+class EncoderParams(Section):
+    name: Literal[ENCODERS]  # type: ignore[valid-type]
+    weights: str | None = None  # DINOv2: local .pth/.safetensors; never downloaded
+    layer: int = -3  # ViT block (negative = from the end); the paper uses the third-from-last
+    input_size: PosInt | None = None  # encoder input resolution; None = data.image_size
+    width: PosInt = 128  # cnn_small feature width (D)
+
+
+class SSLParams(Section):
+    objective: Literal[SSL_OBJECTIVES]  # type: ignore[valid-type]
+    epochs: PosInt
+    batch_size: Annotated[int, Field(ge=2)]
+    lr: Annotated[float, Field(gt=0)]
+    weight_decay: Annotated[float, Field(ge=0)]
+    warmup_epochs: Annotated[float, Field(ge=0)] = 1.0
+    temperature: Annotated[float, Field(gt=0)] = 0.2
+    proj_dim: PosInt = 128
+    crop_scale: tuple[Prob, Prob] = (0.5, 1.0)
+    rotation_deg: Annotated[float, Field(ge=0, le=180)] = 15.0
+    blur_p: Prob = 0.3
+    noise_aug: bool = True
+    noise_p: Prob = 0.5
+    noise_snr_db: tuple[float, float] = (0.0, 30.0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SSLParams:
+        if self.crop_scale[0] > self.crop_scale[1] or self.crop_scale[0] <= 0:
+            raise ValueError(f"crop_scale: need 0 < lo <= hi <= 1 (got {list(self.crop_scale)})")
+        if self.noise_snr_db[0] > self.noise_snr_db[1]:
+            raise ValueError(f"noise_snr_db: need lo <= hi (got {list(self.noise_snr_db)})")
+        return self
+
+
+class ExtractParams(Section):
+    batch_size: PosInt = 256
+
+
+class CodebookParams(Section):
+    ks: list[Annotated[int, Field(ge=2)]]
+    main_k: Annotated[int, Field(ge=2)]
+    niter: PosInt = 20
+    max_points_per_centroid: PosInt = 256
+    spherical: bool = False
+
+    @model_validator(mode="after")
+    def _main_in_ks(self) -> CodebookParams:
+        if not self.ks:
+            raise ValueError("ks: the cluster-count list is empty")
+        if len(set(self.ks)) != len(self.ks):
+            raise ValueError(f"ks: duplicate K values {self.ks}")
+        if self.main_k not in self.ks:
+            raise ValueError(f"main_k: {self.main_k} is not one of codebook.ks {self.ks}")
+        return self
+
+
+class TokenizeParams(Section):
+    batch_size: PosInt = 65536  # feature vectors per assignment batch
+
+
+class EncoderEvalParams(Section):
+    knn_k: PosInt = 20
+    max_images: PosInt | None = None  # seeded stratified subsample for the probes (paper scale)
+    probe_max_iter: PosInt = 200
+    probe_C: Annotated[float, Field(gt=0)] = 1.0
+
+
+class Params(Section):
+    seed: int
+    device: str = "auto"
+    data: DataParams
+    encoder: EncoderParams
+    ssl: SSLParams
+    extract: ExtractParams
+    codebook: CodebookParams
+    tokenize: TokenizeParams
+    encoder_eval: EncoderEvalParams
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (got {self.device!r})")
+        patch = encoder_patch(self.encoder.name)
+        size = self.encoder.input_size or self.data.image_size
+        if size % patch:
+            raise ValueError(
+                f"encoder.input_size: {size} px is not divisible by the patch size {patch} "
+                f"of encoder {self.encoder.name!r}"
+            )
+        if self.encoder.name.startswith("dinov2") and not self.encoder.weights:
+            raise ValueError(
+                f"encoder.weights: encoder {self.encoder.name!r} needs a local weights file "
+                "(.pth or .safetensors); nothing is downloaded at run time"
+            )
+        n = KNOWN_DATASET_SIZES.get(self.data.dataset)
+        if n is not None:
+            n = min(n, self.data.max_images or n)
+            n_vectors = int(n * (1 - self.data.val_fraction)) * (size // patch) ** 2
+            too_big = [k for k in self.codebook.ks if k > n_vectors]
+            if too_big:
+                raise ValueError(
+                    f"codebook.ks: K={too_big[0]} exceeds the ~{n_vectors} train feature vectors"
+                )
+        return self
+
+
+def encoder_patch(name: str) -> int:
+    """Pixels per token side for an encoder name (the schema needs it without importing torch)."""
+    return 4 if name == "cnn_small" else 14
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    # Model-level validators report the offending key at the start of the message.
+    if ": " in msg and " " not in msg.split(": ", 1)[0]:
+        key, msg = msg.split(": ", 1)
+        loc = f"{loc}.{key}" if loc else key
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) or first["type"] == "value_error" else f" (got {got!r})"
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    if first["type"] == "missing":
+        msg = "missing key"
+        shown = ""
+    return f"{source}: {loc}: {msg}{shown}"
+
+
+def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_error(err, source)) from None
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: not found (run from the project root)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
+    return validate(raw, str(path))
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_preset(name: str, params_path: str | Path = "params.yaml") -> Params:
+    """Deep-merge ``presets/<name>.yaml`` onto params.yaml, validate, and write it back."""
+    preset = PRESETS_DIR / f"{name}.yaml"
+    if not preset.exists():
+        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise ParamsError(f"preset {name!r} not found; known presets: {known}")
+    base = yaml.safe_load(Path(params_path).read_text())
+    merged = deep_merge(base, yaml.safe_load(preset.read_text()) or {})
+    params = validate(merged, f"{params_path} + preset {name}")
+    Path(params_path).write_text(yaml.safe_dump(merged, sort_keys=False))
+    return params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Validate params.yaml or apply a preset to it.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("check", help="validate params.yaml")
+    ap = sub.add_parser("apply", help="deep-merge a preset onto params.yaml")
+    ap.add_argument("preset")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    try:
+        if args.cmd == "check":
+            load(args.params)
+            print(f"{args.params}: ok")
+        else:
+            apply_preset(args.preset, args.params)
+            print(f"{args.params}: preset {args.preset} applied")
+    except ParamsError as err:
+        sys.exit(str(err))
+
+
+if __name__ == "__main__":
+    main()

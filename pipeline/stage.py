@@ -1,0 +1,77 @@
+"""What every stage's ``main()`` shares: CLI paths from dvc.yaml, validated params, logging,
+device choice, seeding, and turning known failures into one clear line instead of a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from pipeline.params import Params, ParamsError, load
+
+log = logging.getLogger("digit")
+
+
+class StageError(RuntimeError):
+    """A failure the user can fix (bad input file, missing weights): printed as one line."""
+
+
+def cli(doc: str | None, *paths: str, extra: dict[str, type] | None = None) -> argparse.Namespace:
+    """Parse ``--<name> PATH`` for every path the stage reads or writes (given by dvc.yaml)."""
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
+    for name in paths:
+        parser.add_argument(f"--{name}", required=True)
+    for name, typ in (extra or {}).items():
+        parser.add_argument(f"--{name}", type=typ, required=True)
+    parser.add_argument("--params", default="params.yaml")
+    return parser.parse_args()
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("DIGIT_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+@contextlib.contextmanager
+def stage(name: str, params_path: str = "params.yaml") -> Iterator[Params]:
+    """Validate params, seed everything, time the stage, and report user errors as one line."""
+    setup_logging()
+    start = time.perf_counter()
+    try:
+        params = load(params_path)
+        seed_everything(params.seed)
+        log.info("stage %s: start", name)
+        yield params
+    except (ParamsError, StageError, FileNotFoundError) as err:
+        log.error("stage %s failed: %s", name, err)
+        sys.exit(f"error: {err}")
+    log.info("stage %s: done in %.1f s", name, time.perf_counter() - start)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise StageError(f"device: {device!r} requested but no CUDA device is available")
+    return device

@@ -1,0 +1,105 @@
+"""ssl: the frozen discriminative encoder -> models/encoder.pt (+ the random-weights baseline).
+
+``cnn_small`` is trained self-supervised (SimCLR, no labels) on the train split; ``ssl.objective:
+none`` keeps random weights. DINOv2 encoders are not trained: the checkpoint is a verified pointer
+(path + sha256) to the local weights file. The random-weights twin of the same architecture, with
+BatchNorm statistics measured on the train split, is the baseline of metrics/encoder.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from digit.encoders import TRAINABLE, WeightsNotFoundError, build_encoder
+from digit.ssl import AugmentConfig, SimCLRConfig, recompute_batchnorm, train_simclr
+from pipeline import io
+from pipeline.artifacts import encoder_checkpoint, load_images
+from pipeline.params import Params
+from pipeline.stage import StageError, cli, resolve_device, stage
+
+log = logging.getLogger("digit.ssl")
+
+
+def encoder_kwargs(params: Params) -> dict:
+    e = params.encoder
+    size = e.input_size or params.data.image_size
+    if e.name == "cnn_small":
+        return {"in_channels": params.data.channels, "input_size": size, "width": e.width}
+    return {"weights": e.weights, "layer": e.layer, "input_size": size}
+
+
+def simclr_config(params: Params) -> SimCLRConfig:
+    s = params.ssl
+    aug = AugmentConfig(
+        crop_scale=tuple(s.crop_scale),
+        rotation_deg=s.rotation_deg,
+        blur_p=s.blur_p,
+        noise_aug=s.noise_aug,
+        noise_p=s.noise_p,
+        noise_snr_db=tuple(s.noise_snr_db),
+    )
+    return SimCLRConfig(
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        weight_decay=s.weight_decay,
+        warmup_epochs=s.warmup_epochs,
+        temperature=s.temperature,
+        proj_dim=s.proj_dim,
+        augment=aug,
+    )
+
+
+def run(params: Params, images: str, out: str, random_out: str, metrics: str) -> dict:
+    device = resolve_device(params.device)
+    kwargs = encoder_kwargs(params)
+    try:
+        encoder = build_encoder(params.encoder.name, **kwargs)
+    except WeightsNotFoundError as err:
+        raise StageError(str(err)) from None
+    data = load_images(images)
+    train = torch.from_numpy(data.images[data.train])
+    summary: dict = {"encoder": params.encoder.name, "objective": params.ssl.objective}
+    t0 = time.perf_counter()
+    if params.encoder.name in TRAINABLE:
+        torch.manual_seed(params.seed)
+        random_twin = build_encoder(params.encoder.name, **kwargs)
+        random_twin.load_state_dict(encoder.state_dict())  # the same initial weights
+        if params.ssl.objective == "simclr":
+            history = train_simclr(encoder, train, simclr_config(params), params.seed, device)
+            summary["final_loss"] = history[-1]["loss"]
+            summary["history"] = history
+        recompute_batchnorm(encoder, train, device=device)
+        recompute_batchnorm(random_twin, train, device=device)
+        io.save_torch(random_out, encoder_checkpoint(random_twin.cpu(), kwargs, random=True))
+    else:
+        log.info("%s is frozen as released: no SSL training", params.encoder.name)
+        random_twin = {
+            "name": params.encoder.name,
+            "kwargs": kwargs,
+            "random_init_seed": params.seed,
+        }
+        io.save_torch(random_out, random_twin)
+    summary["train_seconds"] = round(time.perf_counter() - t0, 1)
+    summary["n_params"] = sum(p.numel() for p in encoder.parameters())
+    io.save_torch(
+        out,
+        encoder_checkpoint(
+            encoder.cpu(), kwargs, params=params.model_dump(mode="json"), history=summary
+        ),
+    )
+    io.write_json(metrics, summary)
+    return summary
+
+
+def main() -> None:
+    args = cli(__doc__, "images", "out", "random_out", "metrics")
+    with stage("ssl", args.params) as params:
+        run(params, args.images, args.out, args.random_out, args.metrics)
+
+
+if __name__ == "__main__":
+    main()

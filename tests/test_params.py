@@ -1,0 +1,117 @@
+"""params.yaml schema: the defaults and presets validate; every mistake is one line naming the key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import params as P
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_change(path: str, value):
+    raw = copy.deepcopy(DEFAULT)
+    *parents, last = path.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return raw
+
+
+def test_default_and_presets_validate():
+    P.validate(DEFAULT)
+    for preset in P.PRESETS_DIR.glob("*.yaml"):
+        P.validate(P.deep_merge(DEFAULT, yaml.safe_load(preset.read_text()) or {}), preset.name)
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("codebook.ks", [1, 256], "codebook.ks.0: Input should be greater than or equal to 2"),
+        ("codebook.ks", [256, 10**7], "codebook.ks: K=10000000 exceeds"),
+        ("codebook.main_k", 100, "codebook.main_k: 100 is not one of codebook.ks"),
+        ("codebook.niter", "twenty", "codebook.niter: Input should be a valid integer"),
+        ("ssl.lr", -1.0, "ssl.lr: Input should be greater than 0"),
+        ("encoder.name", "vit_tiny", "encoder.name: Input should be"),
+        ("data.dataset", "cifar", "data.dataset: Input should be"),
+        ("data.image_size", 30, "data.image_size: dataset 'mnist5k' is 28x28"),
+        (
+            "encoder.input_size",
+            30,
+            "encoder.input_size: 30 px is not divisible by the patch size 4",
+        ),
+        ("device", "tpu", "device: expected auto, cpu, cuda or cuda:N"),
+        ("ssl.noise_p", 1.5, "ssl.noise_p: Input should be less than or equal to 1"),
+    ],
+)
+def test_bad_values_name_the_key(path, value, expected):
+    with pytest.raises(P.ParamsError) as err:
+        P.validate(with_change(path, value))
+    message = str(err.value)
+    assert expected in message
+    assert "\n" not in message
+    assert message.startswith("params.yaml: ")
+
+
+def test_unknown_and_missing_keys():
+    raw = copy.deepcopy(DEFAULT)
+    raw["codebook"]["sphrical"] = True
+    with pytest.raises(P.ParamsError, match=r"codebook.sphrical: unknown key"):
+        P.validate(raw)
+    raw = copy.deepcopy(DEFAULT)
+    del raw["ssl"]["epochs"]
+    with pytest.raises(P.ParamsError, match=r"ssl.epochs: missing key"):
+        P.validate(raw)
+
+
+def test_dinov2_needs_weights_and_divisible_size():
+    raw = with_change("encoder.name", "dinov2_vitb14_reg4")
+    raw["encoder"]["input_size"] = 224
+    with pytest.raises(P.ParamsError, match=r"encoder.weights: .* needs a local weights file"):
+        P.validate(raw)
+    raw["encoder"]["weights"] = "/some/file.pth"
+    raw["encoder"]["input_size"] = 200
+    with pytest.raises(P.ParamsError, match=r"not divisible by the patch size 14"):
+        P.validate(raw)
+
+
+def test_schema_names_match_registries():
+    from digit.data import DATASETS
+    from digit.encoders import ENCODERS
+
+    assert set(P.ENCODERS) == set(ENCODERS)
+    assert set(P.DATASETS) == set(DATASETS)
+    for name in ENCODERS:
+        assert P.encoder_patch(name) == (4 if name == "cnn_small" else 14)
+
+
+def test_stage_reports_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    bad = with_change("codebook.ks", [1])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.stages.prepare",
+            "--out",
+            str(tmp_path / "x.zarr"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "codebook.ks.0" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.zarr").exists()
