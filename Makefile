@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test lint bootstrap smoke
+.PHONY: repro test lint bootstrap smoke dashboard flow
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ bootstrap: $(STAMP)
 ## The main job: every stage of dvc.yaml on params.yaml (the embedded default).
 repro: $(STAMP)
 	$(BIN)/dvc repro
+
+## The Prefect dashboard: a real Prefect server and UI on http://127.0.0.1:4200 (Ctrl-C stops it).
+PREFECT_PORT ?= 4200
+dashboard: $(STAMP)
+	PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+		$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+## dvc.yaml as a Prefect flow on that server: stale stages run, independent ones concurrently.
+flow: $(STAMP)
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline.flow
 
 ## The tests: unit tests and an end-to-end run of the smoke preset through the real `dvc repro`.
 test: $(STAMP)

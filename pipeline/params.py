@@ -34,6 +34,9 @@ ENCODERS = (
     "dinov2_vitl14_reg4",
 )
 SSL_OBJECTIVES = ("simclr", "none")
+# digit.gpt.GPT_SIZES: name -> (n_embd, n_head), to check width / heads overrides before torch loads
+GPT_SIZES = {"tiny": (64, 2), "small": (256, 4), "base": (1024, 16), "large": (1536, 16)}
+LR_SCHEDULES = ("cosine", "inverse_sqrt", "constant")  # pipeline.train.SCHEDULES
 KNOWN_DATASET_SIZES = {"mnist5k": 5000}
 
 
@@ -46,7 +49,11 @@ class Section(BaseModel):
 
 
 PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+NonNeg = Annotated[float, Field(ge=0.0)]
+PosFloat = Annotated[float, Field(gt=0.0)]
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class DataParams(Section):
@@ -136,6 +143,175 @@ class EncoderEvalParams(Section):
     probe_C: Annotated[float, Field(gt=0)] = 1.0
 
 
+class VQParams(Section):
+    """The VQ autoencoder (digit.vq): baseline tokenizer and stage-2 pixel decoder. Its token grid
+    is the encoder's (downsample = image_size / grid), so both AR models see equal lengths."""
+
+    codebook_size: Annotated[int, Field(ge=2)] = 256
+    code_dim: PosInt = 64
+    hidden: PosInt = 128
+    n_res_blocks: NonNegInt = 2
+    commitment: NonNeg = 0.25
+    ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.99
+    restart_every: NonNegInt = 10  # dead-code restart window (steps); 0 = off
+    restart_threshold: NonNeg = 1.0  # mean assignments per step below which a code is dead
+    epochs: PosInt = 12
+    batch_size: PosInt = 128
+    lr: PosFloat = 2e-3
+    weight_decay: NonNeg = 1e-4
+    warmup_steps: NonNegInt = 50
+    min_lr_ratio: Prob = 0.05
+    grad_clip: NonNeg = 1.0
+    l1_weight: NonNeg = 0.0
+    noise_aug: bool = False  # Gaussian pixel noise on inputs, clean targets (denoising VQ)
+    noise_p: Prob = 0.5
+    noise_snr_db: tuple[float, float] = (0.0, 30.0)
+    checkpoint_every: NonNegInt = 100
+    eval_batch_size: PosInt = 256
+
+
+class GPTModelFields(Section):
+    """A transformer chosen by size name (digit.gpt.GPT_SIZES); the other keys override it.
+    Vocabulary and length always come from the token sets."""
+
+    size: str
+    n_layer: PosInt | None = None
+    n_head: PosInt | None = None
+    n_embd: PosInt | None = None
+    ffn: PosInt | None = None
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    @model_validator(mode="after")
+    def _known_size(self) -> GPTModelFields:
+        if self.size not in GPT_SIZES:
+            raise ValueError(f"size: unknown GPT size {self.size!r}; known: {list(GPT_SIZES)}")
+        n_embd = self.n_embd or GPT_SIZES[self.size][0]
+        n_head = self.n_head or GPT_SIZES[self.size][1]
+        if n_embd % n_head:
+            raise ValueError(f"n_embd: {n_embd} is not divisible by n_head={n_head}")
+        return self
+
+
+class TrainFields(Section):
+    """pipeline.train.TrainConfig: AdamW, warm-up then decay, clipping, label smoothing."""
+
+    steps: PosInt
+    batch_size: PosInt
+    lr: PosFloat
+    weight_decay: NonNeg = 0.01
+    betas: tuple[Beta, Beta] = (0.9, 0.98)
+    warmup_steps: NonNegInt = 0
+    schedule: Literal[LR_SCHEDULES] = "cosine"  # type: ignore[valid-type]
+    min_lr_ratio: Prob = 0.1
+    grad_clip: NonNeg = 1.0  # 0 = off
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    eval_every: NonNegInt = 0  # 0 = at the end only
+    checkpoint_every: NonNegInt = 0  # 0 = no resumable checkpoints
+    log_every: PosInt = 10
+    eval_batch_size: PosInt = 256
+
+
+class ARParams(GPTModelFields, TrainFields):
+    """Stage 1: the AR models over each token set (unconditional and class-conditional)."""
+
+    class_dropout: Prob = 0.1  # class-conditional: label -> NULL class, for guidance
+
+
+class Stage2Params(GPTModelFields, TrainFields):
+    """Stage 2: discriminative-token prefix -> VQ tokens, renderer ar ("+VQGAN") or maskgit."""
+
+
+class TopKP(Section):
+    temperature: NonNeg = 1.0  # 0 = argmax
+    top_k: NonNegInt = 0  # 0 = off
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # 1 = off
+
+
+class CondSampling(TopKP):
+    cfg_scale: NonNeg = 1.0  # classifier-free guidance; 1 = off (the paper's DiGIT uses none)
+
+
+class MaskGITSampling(TopKP):
+    steps: PosInt = 8
+    choice_temperature: NonNeg = 4.5  # Gumbel noise on the re-masking confidence, annealed
+
+
+class GenerateParams(Section):
+    n_samples: PosInt = 1000  # per set (upper bounds: at most the val split)
+    batch_size: PosInt = 250
+    use_cache: bool = True  # KV cache (False: full recomputation per token, same samples)
+    grid: PosInt = 8  # the figure shows grid x grid samples
+    stage1: TopKP = TopKP()  # unconditional AR models
+    stage1_cond: CondSampling = CondSampling()  # class-conditional AR models
+    stage2_ar: TopKP = TopKP()
+    stage2_maskgit: MaskGITSampling = MaskGITSampling()
+
+
+class FlowParams(Section):
+    """The Prefect flow (pipeline/flow.py): how stages are scheduled, never what they compute."""
+
+    max_parallel: PosInt = 2  # stages run at once (dvc repro alone: 1)
+    retries: Annotated[int, Field(ge=0)] = 0  # re-runs of a failed stage before it counts as failed
+    retry_delay_s: Annotated[float, Field(ge=0)] = 10.0
+    runner: Literal["threads", "dask"] = "threads"  # where tasks run: threads of the flow, or Dask
+    dask_address: str | None = None  # a Dask scheduler (tcp://host:8786); None = a local cluster
+
+
+EXTRACTORS = ("evalnet", "inception-v3-compat")  # digit.metrics.fid registry
+
+
+class EvalNetParams(Section):
+    """The offline evaluation classifier (digit.metrics.evalnet) behind FID/IS by default."""
+
+    width: PosInt = 16
+    feat_dim: PosInt = 128
+    epochs: PosInt = 8
+    batch_size: PosInt = 128
+    lr: PosFloat = 3e-3
+
+
+class EvaluateParams(Section):
+    extractor: Literal[EXTRACTORS] = "evalnet"  # type: ignore[valid-type]
+    inception_weights: str | None = None  # inception-v3-compat: local weights file
+    batch_size: PosInt = 250
+    kid_subset_size: PosInt = 1000
+    isc_splits: PosInt = 10
+    prc: bool = True
+
+    @model_validator(mode="after")
+    def _weights(self) -> EvaluateParams:
+        if self.extractor == "inception-v3-compat" and not self.inception_weights:
+            raise ValueError(
+                "inception_weights: extractor 'inception-v3-compat' needs a local weights file "
+                "(torch-fidelity's pt_inception-2015-12-05 .pth); nothing is downloaded at run time"
+            )
+        return self
+
+
+class ToyParams(Section):
+    n_train_per_class: PosInt = 500
+    n_test_per_class: PosInt = 20000
+    noise_stds: list[NonNeg] = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
+
+
+class StabilityParams(Section):
+    """Table 1: perturbations of the val images (SNRs of the paper + two outside any augmentation)."""
+
+    snr_db: list[float] = [30, 25, 20, 15, 10, 5, 1, 0.01]
+    salt_pepper: list[Prob] = [0.02, 0.05, 0.1]  # fraction of pixels set to 0 or 1
+    shift_px: list[PosInt] = [1, 2]  # horizontal translation
+    max_images: PosInt = 1000
+
+
+class ProbeParams(Section):
+    """The linear probe (PAPER.md: SGD momentum 0.9, lr 0.4, cosine, ~80 epochs)."""
+
+    epochs: PosInt = 80
+    lr: PosFloat = 0.4
+    weight_decay: NonNeg = 0.0
+    batch_size: PosInt = 256
+
+
 class Params(Section):
     seed: int
     device: str = "auto"
@@ -146,6 +322,16 @@ class Params(Section):
     codebook: CodebookParams
     tokenize: TokenizeParams
     encoder_eval: EncoderEvalParams
+    vq: VQParams
+    ar: ARParams
+    stage2: Stage2Params
+    generate: GenerateParams
+    evalnet: EvalNetParams = Field(default_factory=EvalNetParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    probe: ProbeParams = Field(default_factory=ProbeParams)
+    stability: StabilityParams = Field(default_factory=StabilityParams)
+    toy: ToyParams = Field(default_factory=ToyParams)
+    flow: FlowParams = Field(default_factory=FlowParams)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -162,6 +348,13 @@ class Params(Section):
             raise ValueError(
                 f"encoder.weights: encoder {self.encoder.name!r} needs a local weights file "
                 "(.pth or .safetensors); nothing is downloaded at run time"
+            )
+        grid = size // patch
+        downsample = self.data.image_size // grid
+        if self.data.image_size % grid or downsample & (downsample - 1):
+            raise ValueError(
+                f"data.image_size: the VQ autoencoder needs {self.data.image_size} px = "
+                f"{grid} tokens (the encoder's grid) x a power of two"
             )
         n = KNOWN_DATASET_SIZES.get(self.data.dataset)
         if n is not None:

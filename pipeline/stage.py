@@ -23,11 +23,19 @@ class StageError(RuntimeError):
     """A failure the user can fix (bad input file, missing weights): printed as one line."""
 
 
-def cli(doc: str | None, *paths: str, extra: dict[str, type] | None = None) -> argparse.Namespace:
-    """Parse ``--<name> PATH`` for every path the stage reads or writes (given by dvc.yaml)."""
+def cli(
+    doc: str | None,
+    *paths: str,
+    extra: dict[str, type] | None = None,
+    optional: tuple[str, ...] = (),
+) -> argparse.Namespace:
+    """Parse ``--<name> PATH`` for every path the stage reads or writes (given by dvc.yaml);
+    ``optional`` paths default to None (a stage whose inputs depend on what it generates)."""
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
     for name in paths:
         parser.add_argument(f"--{name}", required=True)
+    for name in optional:
+        parser.add_argument(f"--{name}", default=None)
     for name, typ in (extra or {}).items():
         parser.add_argument(f"--{name}", type=typ, required=True)
     parser.add_argument("--params", default="params.yaml")

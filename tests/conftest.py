@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,3 +18,53 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PAT
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+# What a checkout of the project holds that the pipeline needs (the rest is generated).
+PROJECT_FILES = [".dvc/config", ".dvc/.gitignore", "dvc.yaml", "params.yaml", "digit", "pipeline"]
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    """Run the real DVC CLI; fail the test with its output tail when it fails."""
+    proc = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def copy_project(dst: Path, preset: str | None = "smoke") -> Path:
+    """A fresh git checkout of the project at `dst`, with `preset` applied to params.yaml."""
+    for name in PROJECT_FILES:
+        src, out = ROOT / name, dst / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, out, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, out)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    # dvclive (the training curves) needs a commit to start from, as in any real checkout.
+    git_id = ["-c", "user.name=digit", "-c", "user.email=digit@localhost"]
+    subprocess.run(
+        ["git", *git_id, "commit", "-q", "--allow-empty", "-m", "init"], cwd=dst, check=True
+    )
+    if preset:
+        subprocess.run(["python", "-m", "pipeline.params", "apply", preset], cwd=dst, check=True)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The smoke preset reproduced once by the real `dvc repro` (about 5 minutes on 2 cores),
+    shared read-only by the end-to-end, flow and reliability tests: copy it before changing it."""
+    work = copy_project(tmp_path_factory.mktemp("smoke"))
+    (work / "first_run.log").write_text(dvc(work, "repro"))
+    return work
+
+
+def clone_run(src: Path, dst: Path) -> Path:
+    """A copy of a reproduced project (workspace, cache, lock) to change without touching `src`."""
+
+    def dvc_tmp(folder: str, names: list[str]) -> list[str]:  # locks and state of the source
+        return ["tmp"] if Path(folder).name == ".dvc" else []
+
+    shutil.copytree(src, dst, symlinks=True, ignore=dvc_tmp)
+    return dst

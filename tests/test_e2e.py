@@ -3,42 +3,20 @@ everything runs, a second repro is a no-op, and editing one K re-runs only that 
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-COPY = [".dvc/config", ".dvc/.gitignore", "dvc.yaml", "params.yaml", "digit", "pipeline"]
+from conftest import clone_run, dvc
 
 
 def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def dvc(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("smoke")
-    for name in COPY:
-        src, dst = ROOT / name, work / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    subprocess.run(["python", "-m", "pipeline.params", "apply", "smoke"], cwd=work, check=True)
-    out = dvc(work, "repro")
-    (work / "first_run.log").write_text(out)
-    return work
+@pytest.fixture
+def smoke(smoke_run) -> Path:
+    return smoke_run
 
 
 def test_smoke_runs_every_stage(smoke):
@@ -55,13 +33,53 @@ def test_smoke_runs_every_stage(smoke):
     assert set(enc["knn_top1"]) == {"pixels", "random", "trained"}
 
 
+def test_smoke_generative_outputs(smoke):
+    import numpy as np
+    import zarr
+
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    ks, main = params["codebook"]["ks"], params["codebook"]["main_k"]
+    n = params["generate"]["n_samples"]
+    vq = json.loads((smoke / "metrics/vq.json").read_text())
+    assert vq["grid"] == 7 and 0 < vq["val"]["mse"] < 1
+    vq_tokens = zarr.open_group(str(smoke / "tokens/vq.zarr"), mode="r")["tokens"]
+    disc = zarr.open_group(str(smoke / f"tokens/disc_k{main}.zarr"), mode="r")["tokens"]
+    assert vq_tokens.shape == disc.shape  # the same token grid for both AR models
+    models = [f"k{k}" for k in ks] + [f"k{main}_cond", "vq", "vq_cond"]
+    for m in models:
+        ar = json.loads((smoke / f"metrics/ar_{m}.json").read_text())
+        assert 0 < ar["val_bits_per_token"] < 1.5 * ar["uniform_bits_per_token"], m
+        assert (smoke / f"models/ar_{m}.pt").exists()
+        assert (smoke / f"dvclive/ar_{m}/plots/metrics/train/loss.tsv").exists()
+    for r in [f"k{k}_ar" for k in ks] + [f"k{main}_maskgit"]:
+        s2 = json.loads((smoke / f"metrics/stage2_{r}.json").read_text())
+        assert s2["val_loss"] > 0 and s2["val_loss_shuffled_prefix"] > 0
+    sets = [f"digit_k{k}_ar" for k in ks] + [f"digit_k{main}_maskgit", f"digit_k{main}_cond_ar"]
+    sets += ["vq", "vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]
+    for name in sets:
+        g = zarr.open_group(str(smoke / f"samples/{name}.zarr"), mode="r")
+        images = g["images"][:]
+        assert images.dtype == np.uint8 and images.shape[1:] == (28, 28, 1), name
+        assert g["tokens"].shape == g["vq_tokens"].shape == (len(images), 49), name
+        assert len(images) == n or name.startswith(("gt_", "vq_recon")), name
+        if "cond" in name or name.startswith(("gt_", "vq_recon")):
+            assert g["labels"].shape == (len(images),), name
+        assert (smoke / f"reports/figures/samples_{name}.png").stat().st_size > 1000, name
+    # One stage-1 model, one seed: both renderers start from the same sampled disc tokens.
+    a = zarr.open_group(str(smoke / f"samples/digit_k{main}_ar.zarr"), mode="r")["tokens"][:]
+    b = zarr.open_group(str(smoke / f"samples/digit_k{main}_maskgit.zarr"), mode="r")["tokens"][:]
+    assert np.array_equal(a, b)
+    assert not (smoke / "checkpoints").exists() or not any((smoke / "checkpoints").iterdir())
+
+
 def test_second_repro_is_a_noop(smoke):
     out = dvc(smoke, "repro")
     assert ran_stages(out) == set(), out
     assert "up to date" in dvc(smoke, "status")
 
 
-def test_changing_one_k_reruns_only_its_branch(smoke):
+def test_changing_one_k_reruns_only_its_branch(smoke, tmp_path):
+    smoke = clone_run(smoke, tmp_path / "work")
     params = yaml.safe_load((smoke / "params.yaml").read_text())
     old = params["codebook"]["ks"]
     new_k = max(old) + 4
@@ -72,6 +90,9 @@ def test_changing_one_k_reruns_only_its_branch(smoke):
     out = dvc(smoke, "repro")
     ran = ran_stages(out)
     branch = {s for s in ran if "@" in s}
-    assert branch == {f"codebook@{new_k}", f"tokenize@{new_k}", f"token_eval@{new_k}"}, ran
-    assert all(s.endswith(f"@{new_k}") or "@" not in s for s in ran), ran
-    assert not (ran & {"prepare", "ssl", "extract", "encoder_eval"}), ran
+    per_k = ("codebook", "tokenize", "token_eval", "ar", "stage2", "generate")
+    assert {f"{s}@{new_k}" for s in per_k} <= branch, ran
+    assert all(s.endswith(f"@{new_k}") or f"k{new_k}_" in s for s in branch), ran
+    main_k_only = {"ar_cond", "stage2_maskgit", "generate_maskgit", "generate_cond", "upper_recon"}
+    vq_only = {"vq", "ar_vq", "ar_vq_cond", "generate_vq", "generate_vq_cond"}
+    assert not (ran & ({"prepare", "ssl", "extract", "encoder_eval", "stability"} | main_k_only | vq_only)), ran

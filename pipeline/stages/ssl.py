@@ -53,7 +53,17 @@ def simclr_config(params: Params) -> SimCLRConfig:
     )
 
 
-def run(params: Params, images: str, out: str, random_out: str, metrics: str) -> dict:
+def run(
+    params: Params, images: str, out: str, random_out: str, metrics: str, variant: str | None = None
+) -> dict:
+    """``variant="nonoise"``: the same recipe without the noise augmentation (a control for the
+    stability table, where Gaussian noise is the very perturbation being tested)."""
+    if variant not in (None, "nonoise"):
+        raise StageError(f"--variant: expected nonoise, got {variant!r}")
+    if variant == "nonoise":
+        params = params.model_copy(
+            update={"ssl": params.ssl.model_copy(update={"noise_aug": False})}
+        )
     device = resolve_device(params.device)
     kwargs = encoder_kwargs(params)
     try:
@@ -62,7 +72,11 @@ def run(params: Params, images: str, out: str, random_out: str, metrics: str) ->
         raise StageError(str(err)) from None
     data = load_images(images)
     train = torch.from_numpy(data.images[data.train])
-    summary: dict = {"encoder": params.encoder.name, "objective": params.ssl.objective}
+    summary: dict = {
+        "encoder": params.encoder.name,
+        "objective": params.ssl.objective,
+        "noise_aug": params.ssl.noise_aug,
+    }
     t0 = time.perf_counter()
     if params.encoder.name in TRAINABLE:
         torch.manual_seed(params.seed)
@@ -96,9 +110,10 @@ def run(params: Params, images: str, out: str, random_out: str, metrics: str) ->
 
 
 def main() -> None:
-    args = cli(__doc__, "images", "out", "random_out", "metrics")
-    with stage("ssl", args.params) as params:
-        run(params, args.images, args.out, args.random_out, args.metrics)
+    args = cli(__doc__, "images", "out", "random_out", "metrics", optional=("variant",))
+    name = f"ssl_{args.variant}" if args.variant else "ssl"
+    with stage(name, args.params) as params:
+        run(params, args.images, args.out, args.random_out, args.metrics, args.variant)
 
 
 if __name__ == "__main__":

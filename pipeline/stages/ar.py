@@ -1,0 +1,198 @@
+"""ar: DiGIT stage 1, a GPT over one token set -> models/ar_<name>.pt, metrics/ar_<name>.json.
+
+One module for every AR model of the paper's comparison: over the discriminative tokens of each K of
+the cluster ablation and over the VQ tokens, unconditional ([bos] + tokens) or class-conditional
+(--conditioning class: the class embedding replaces bos; labels are dropped to the NULL class with
+probability ``ar.class_dropout`` so guidance can be used at sampling time). Trained on the train
+split with pipeline.train (resumable checkpoints, dvclive curves); the validation loss is reported
+in nats and bits per token, beside two references: the uniform code (log2 vocab) and a unigram
+model of the train tokens, which tell how much of the gain comes from context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+
+import digit.gpt
+import pipeline.train
+from digit.gpt import count_params
+from pipeline import io
+from pipeline.artifacts import Images, load_images
+from pipeline.models import Tokens, gpt_checkpoint, load_tokens
+from pipeline.params import Params
+from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.train import (
+    Checkpoints,
+    Objective,
+    build_model,
+    code_fingerprint,
+    fingerprint,
+    train,
+    train_config,
+)
+
+log = logging.getLogger("digit.ar")
+
+CONDITIONINGS = ("none", "class")
+
+
+def check_rows(tokens: Tokens, data: Images, path: str) -> None:
+    if len(tokens.tokens) != len(data.labels):
+        raise StageError(
+            f"{path}: {len(tokens.tokens)} token rows but {len(data.labels)} images; "
+            "re-run the stages that write them"
+        )
+
+
+def unigram_bits(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab: int) -> float:
+    """Cross-entropy (bits / token) of the val tokens under add-one train token frequencies."""
+    counts = np.bincount(train_tokens.ravel(), minlength=vocab) + 1.0
+    logp = np.log2(counts / counts.sum())
+    return float(-logp[val_tokens.ravel()].mean())
+
+
+def run(
+    params: Params,
+    name: str,
+    conditioning: str,
+    tokens: str,
+    images: str,
+    out: str,
+    metrics: str,
+    checkpoints: str,
+    live: str,
+) -> dict:
+    if conditioning not in CONDITIONINGS:
+        raise StageError(f"--conditioning: expected one of {CONDITIONINGS}, got {conditioning!r}")
+    device = resolve_device(params.device)
+    tok = load_tokens(tokens)
+    data = load_images(images, with_pixels=False)
+    check_rows(tok, data, tokens)
+    x = torch.from_numpy(tok.tokens.astype(np.int64))  # (N, L)
+    train_data, val_data = {"tokens": x[data.train]}, {"tokens": x[data.val]}
+    n_classes = 0
+    if conditioning == "class":
+        n_classes = len(data.class_names)
+        y = torch.from_numpy(data.labels.astype(np.int64))
+        train_data["labels"], val_data["labels"] = y[data.train], y[data.val]
+
+    torch.manual_seed(params.seed)
+    model = build_model(params.ar, vocab_size=tok.vocab, block_size=x.shape[1], n_classes=n_classes)
+    objective = Objective(class_dropout=params.ar.class_dropout if n_classes else 0.0)
+    cfg = train_config(params.ar, params.seed)
+    fp = fingerprint(
+        name,
+        dataclasses.asdict(model.config),
+        dataclasses.asdict(cfg),
+        str(objective),
+        code_fingerprint(digit.gpt, pipeline.train),
+        x,
+    )
+    ck = Checkpoints(checkpoints, fp)
+    meta = {"name": name, "params": params.model_dump(mode="json")}
+    log.info(
+        "ar_%s: %s GPT, %.2fM params, vocab %d, %d tokens, %s",
+        name,
+        params.ar.size,
+        count_params(model) / 1e6,
+        tok.vocab,
+        x.shape[1],
+        f"{n_classes} classes" if n_classes else "unconditional",
+    )
+    t0 = time.perf_counter()
+    history = train(
+        model,
+        objective,
+        train_data,
+        val_data,
+        cfg,
+        device=device,
+        checkpoints=ck,
+        live_dir=live,
+        meta=meta,
+        desc=f"ar_{name}",
+    )
+    seconds = time.perf_counter() - t0
+    last = history[-1]
+    summary = {
+        "name": name,
+        "tokens": tok.kind,
+        "vocab": tok.vocab,
+        "seq_len": int(x.shape[1]),
+        "conditioning": conditioning,
+        "n_params": count_params(model),
+        "steps": cfg.steps,
+        "val_loss": round(last["val/loss"], 4),  # nats / token
+        "val_bits_per_token": round(last["val/bits_per_token"], 4),
+        "val_perplexity": round(math.exp(last["val/loss"]), 2),
+        "uniform_bits_per_token": round(math.log2(tok.vocab), 4),
+        "unigram_bits_per_token": round(
+            unigram_bits(tok.tokens[data.train], tok.tokens[data.val], tok.vocab), 4
+        ),
+        "train_loss_smoothed": round(last["train/loss"], 4),  # with label smoothing
+        "train_seconds": round(seconds, 1),
+        "train_tokens_per_second": round(
+            (cfg.steps * min(cfg.batch_size, len(data.train)) * x.shape[1]) / max(seconds, 1e-9)
+        ),
+    }
+    io.save_torch(
+        out,
+        gpt_checkpoint(
+            model,
+            cfg.steps,
+            name=name,
+            objective=dataclasses.asdict(objective),
+            conditioning=conditioning,
+            class_names=data.class_names if n_classes else [],
+            token_kind=tok.kind,
+            params=meta["params"],
+            train_config=dataclasses.asdict(cfg),
+            metrics=summary,
+        ),
+    )
+    io.write_json(metrics, summary)
+    ck.clean()
+    log.info(
+        "ar_%s: val %.4f nats = %.4f bits / token (unigram %.3f, uniform %.3f)",
+        name,
+        summary["val_loss"],
+        summary["val_bits_per_token"],
+        summary["unigram_bits_per_token"],
+        summary["uniform_bits_per_token"],
+    )
+    return summary
+
+
+def main() -> None:
+    args = cli(
+        __doc__,
+        "tokens",
+        "images",
+        "out",
+        "metrics",
+        "checkpoints",
+        "live",
+        extra={"name": str, "conditioning": str},
+    )
+    with stage(f"ar_{args.name}", args.params) as params:
+        run(
+            params,
+            args.name,
+            args.conditioning,
+            args.tokens,
+            args.images,
+            args.out,
+            args.metrics,
+            args.checkpoints,
+            args.live,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""evaluate@M: FID / IS / KID / precision-recall of one generated set against the val split
+-> metrics/gen_<name>.json, through torch-fidelity with the extractor chosen in params.yaml.
+
+Class-conditional sets also get the evaluation network's accuracy at predicting the class each
+sample was conditioned on: a direct check that conditioning works, which FID alone does not show.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from digit.metrics.fid import compute_metrics
+from pipeline import io
+from pipeline.artifacts import load_images
+from pipeline.params import Params
+from pipeline.stage import StageError, cli, resolve_device, stage
+
+log = logging.getLogger("digit.evaluate")
+
+
+def extractor_weights(params: Params, evalnet: str) -> tuple[str, str | None, str]:
+    """(extractor name, weights path, params key naming the weights) for this run."""
+    e = params.evaluate
+    if e.extractor == "evalnet":
+        return "evalnet", evalnet, "the evalnet stage output"
+    return e.extractor, e.inception_weights, "evaluate.inception_weights"
+
+
+def conditional_accuracy(weights: str, images: np.ndarray, labels: np.ndarray, device: str):
+    from digit.metrics.evalnet import accuracy, load_evalnet
+
+    return round(accuracy(load_evalnet(weights, device), images, labels), 4)
+
+
+def run(params: Params, name: str, samples: str, images: str, evalnet: str, metrics: str) -> dict:
+    device = resolve_device(params.device)
+    extractor, weights, key = extractor_weights(params, evalnet)
+    gen = io.open_group(samples)
+    data = load_images(images)
+    ref = data.images[data.val]
+    t0 = time.perf_counter()
+    try:
+        result = compute_metrics(
+            gen["images"][:],
+            ref,
+            extractor=extractor,
+            weights_path=weights,
+            device=device,
+            batch_size=params.evaluate.batch_size,
+            prc=params.evaluate.prc,
+            kid_subset_size=params.evaluate.kid_subset_size,
+            isc_splits=params.evaluate.isc_splits,
+            seed=params.seed,
+            weights_key=key,
+        )
+    except FileNotFoundError as err:
+        raise StageError(str(err)) from None
+    result = {"set": name, **result, "reference": f"val split ({len(ref)} images)"}
+    conditional = gen.attrs.get("source") == "sample" and "labels" in gen
+    if conditional and params.evaluate.extractor == "evalnet":
+        result["cond_top1"] = conditional_accuracy(
+            evalnet, gen["images"][:], gen["labels"][:], device
+        )
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    io.write_json(metrics, result)
+    log.info("%s: FID %.3f IS %.3f (%s)", name, result["fid"], result["isc_mean"], extractor)
+    return result
+
+
+def main() -> None:
+    args = cli(__doc__, "name", "samples", "images", "evalnet", "metrics")
+    with stage(f"evaluate@{args.name}", args.params) as params:
+        run(params, args.name, args.samples, args.images, args.evalnet, args.metrics)
+
+
+if __name__ == "__main__":
+    main()

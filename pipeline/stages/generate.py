@@ -1,0 +1,293 @@
+"""generate: one set of images -> samples/<name>.zarr + reports/figures/samples_<name>.png.
+
+The sets of the paper's Tables 3 and 4, by ``--source``:
+
+* ``sample``: an AR model of stage 1 (``--stage1``) samples N token sequences (unconditional, or
+  class-conditional with labels cycling through the classes) with ``generate.stage1`` /
+  ``generate.stage1_cond`` settings. DiGIT's discriminative tokens are then rendered to VQ tokens by
+  a stage-2 model (``--stage2``, "+VQGAN" or "+MaskGIT" by its kind, ``generate.stage2_*``
+  settings); the VQ baseline's tokens need no stage 2. The VQ decoder turns VQ tokens into pixels.
+* ``gt``: the upper bound "ground-truth DiGIT tokens + stage 2": discriminative tokens of val
+  images (``--tokens``) rendered by ``--stage2``.
+* ``recon``: the upper bound "VQ reconstruction only": val images through the VQ autoencoder.
+
+The Zarr store holds ``images`` (N, H, W, C) uint8, ``tokens`` (N, L) (the stage-1 sequence: sampled,
+or the ground truth), ``vq_tokens`` (N, L) (what the decoder rendered) and ``labels`` (N,) where
+there are any (class-conditional sets, and the val images' labels for the upper bounds). Stage 1 and
+stage 2 draw from separate seeded streams, so every set sampled from one stage-1 model with the
+same settings starts from the same token sequences whichever renderer follows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+
+from digit.generate import generate, maskgit_generate
+from digit.gpt import GPT
+from digit.vq import VQVAE, float_to_uint8, uint8_to_float
+from pipeline import io
+from pipeline.artifacts import load_images
+from pipeline.models import load_gpt, load_tokens, load_vq
+from pipeline.params import Params
+from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.stages.ar import check_rows
+from pipeline.train import seeded_generator
+
+log = logging.getLogger("digit.generate")
+
+SOURCES = ("sample", "gt", "recon")
+
+
+def sample_stage1(
+    params: Params, model: GPT, n: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """(n, L) tokens, (n,) labels or None, and the settings + throughput."""
+    g = params.generate
+    conditional = model.config.n_classes > 0
+    s = g.stage1_cond if conditional else g.stage1
+    # Runs of ``grid`` equal labels: row r of the figure shows class r; classes stay balanced.
+    labels = (torch.arange(n) // g.grid) % model.config.n_classes if conditional else None
+    t0 = time.perf_counter()
+    tokens = generate(
+        model,
+        n,
+        cond=labels,
+        temperature=s.temperature,
+        top_k=s.top_k,
+        top_p=s.top_p,
+        cfg_scale=getattr(s, "cfg_scale", 1.0),
+        batch_size=g.batch_size,
+        generator=seeded_generator(params.seed, 10, device=device),
+        use_cache=g.use_cache,
+        progress=True,
+    )
+    seconds = time.perf_counter() - t0
+    info = {
+        **s.model_dump(),
+        "use_cache": g.use_cache,
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens.numel() / seconds, 1),
+    }
+    return tokens.cpu(), labels, info
+
+
+def render(
+    params: Params, model: GPT, prefix: torch.Tensor, device: str
+) -> tuple[torch.Tensor, dict]:
+    """Stage 2: (n, P) discriminative tokens -> (n, L) VQ tokens, and the settings + throughput."""
+    g = params.generate
+    gen = seeded_generator(params.seed, 11, device=device)
+    t0 = time.perf_counter()
+    if model.config.causal:
+        s = g.stage2_ar
+        ids = generate(
+            model,
+            len(prefix),
+            prefix=prefix,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            batch_size=g.batch_size,
+            generator=gen,
+            use_cache=g.use_cache,
+            progress=True,
+        )
+        info = {"renderer": "ar", **s.model_dump(), "use_cache": g.use_cache}
+    else:
+        s = g.stage2_maskgit
+        ids = maskgit_generate(
+            model,
+            prefix=prefix,
+            steps=s.steps,
+            temperature=s.temperature,
+            generator=gen,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            choice_temperature=s.choice_temperature,
+            batch_size=g.batch_size,
+            progress=True,
+        )
+        info = {"renderer": "maskgit", **s.model_dump()}
+    seconds = time.perf_counter() - t0
+    info.update(seconds=round(seconds, 2), tokens_per_second=round(ids.numel() / seconds, 1))
+    return ids.cpu(), info
+
+
+@torch.no_grad()
+def decode(vq: VQVAE, ids: torch.Tensor, batch_size: int, device: str) -> np.ndarray:
+    """(n, L) VQ ids -> (n, H, W, C) uint8 pixels."""
+    out = [
+        float_to_uint8(vq.decode_ids(ids[rows].to(device))).cpu().numpy()
+        for rows in io.iter_blocks(len(ids), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def reconstruct(vq: VQVAE, images: np.ndarray, batch_size: int, device: str) -> torch.Tensor:
+    """(n, H, W, C) uint8 -> (n, L) VQ ids."""
+    out = [
+        vq.tokenize(uint8_to_float(torch.from_numpy(images[rows])).to(device)).cpu()
+        for rows in io.iter_blocks(len(images), batch_size)
+    ]
+    return torch.cat(out)
+
+
+def save_grid(images: np.ndarray, path: str, title: str, grid: int) -> None:
+    """The first grid x grid images tiled with 1 px gaps (blank cells if fewer), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, h, w, c = images.shape
+    canvas = np.full((grid * (h + 1) + 1, grid * (w + 1) + 1, c), 128, dtype=np.uint8)
+    for i in range(min(n, grid * grid)):
+        r, col = divmod(i, grid)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = (
+            images[i]
+        )
+    fig, ax = plt.subplots(figsize=(6, 6.4))
+    ax.imshow(
+        canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=255
+    )
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def check_vocab(what: str, got: int, expected: int, by: str) -> None:
+    if got != expected:
+        raise StageError(f"{what} has a vocabulary of {got} but {by} expects {expected}")
+
+
+def val_subset(params: Params, is_val: np.ndarray) -> np.ndarray:
+    """At most n_samples val indices, in a seeded random order (images may be stored by class)."""
+    val = np.flatnonzero(is_val)
+    order = np.random.default_rng(params.seed).permutation(val)
+    return order[: params.generate.n_samples]
+
+
+def run(
+    params: Params,
+    source: str,
+    name: str,
+    images: str,
+    vq: str,
+    out: str,
+    figure: str,
+    metrics: str,
+    stage1: str | None = None,
+    stage2: str | None = None,
+    tokens: str | None = None,
+) -> dict:
+    if source not in SOURCES:
+        raise StageError(f"--source: expected one of {SOURCES}, got {source!r}")
+    need = {"sample": ["stage1"], "gt": ["stage2", "tokens"], "recon": []}[source]
+    given = {"stage1": stage1, "stage2": stage2, "tokens": tokens}
+    missing = [k for k in need if given[k] is None]
+    if missing:
+        raise StageError(f"--source {source} needs --{' --'.join(missing)}")
+    device = resolve_device(params.device)
+    g = params.generate
+    vq_model, _ = load_vq(vq, device)
+    data = load_images(images, with_pixels=source == "recon")
+    summary: dict = {"name": name, "source": source}
+    labels = None
+    class_names: list[str] = data.class_names
+    renderer = None
+
+    s2 = None if stage2 is None else load_gpt(stage2, device)[0]
+    if s2 is not None:
+        check_vocab(vq, vq_model.cfg.codebook_size, s2.config.vocab_size, stage2)
+    if source == "sample":
+        ar, ar_ckpt = load_gpt(stage1, device)
+        seq, labels, summary["stage1"] = sample_stage1(params, ar, g.n_samples, device)
+        kind = ar_ckpt["token_kind"]
+        if kind == "disc":
+            if s2 is None:
+                raise StageError(f"{stage1}: discriminative tokens need a stage-2 model (--stage2)")
+            check_vocab(stage1, ar.config.vocab_size, s2.config.prefix_vocab_size, stage2)
+            vq_ids, summary["stage2"] = render(params, s2, seq, device)
+            renderer = summary["stage2"]["renderer"]
+        else:
+            if s2 is not None:
+                raise StageError(f"{stage1}: a model over VQ tokens takes no stage-2 model")
+            check_vocab(stage1, ar.config.vocab_size, vq_model.cfg.codebook_size, vq)
+            vq_ids = seq
+    elif source == "gt":
+        rows = val_subset(params, data.is_val)
+        disc = load_tokens(tokens)
+        check_rows(disc, data, tokens)
+        seq = torch.from_numpy(disc.tokens[rows].astype(np.int64))
+        labels = torch.from_numpy(data.labels[rows])
+        check_vocab(tokens, disc.vocab, s2.config.prefix_vocab_size, stage2)
+        vq_ids, summary["stage2"] = render(params, s2, seq, device)
+        renderer = summary["stage2"]["renderer"]
+    else:
+        rows = val_subset(params, data.is_val)
+        labels = torch.from_numpy(data.labels[rows])
+        seq = vq_ids = reconstruct(vq_model, data.images[rows], g.batch_size, device)
+
+    t0 = time.perf_counter()
+    pixels = decode(vq_model, vq_ids, g.batch_size, device)
+    summary["decode_seconds"] = round(time.perf_counter() - t0, 2)
+    summary["n"] = len(pixels)
+    with io.zarr_group_writer(out) as group:
+        for key, arr, dtype in (
+            ("images", pixels, "uint8"),
+            ("tokens", seq.numpy(), "int32"),
+            ("vq_tokens", vq_ids.numpy(), "int32"),
+        ):
+            io.create_array(group, key, arr.shape, 4096, dtype)[:] = arr.astype(dtype)
+        if labels is not None:
+            group.create_array(name="labels", data=labels.numpy().astype(np.int64))
+        group.attrs.update(
+            name=name, source=source, renderer=renderer, class_names=class_names, info=summary
+        )
+    what = {"sample": "samples", "gt": "ground-truth tokens", "recon": "VQ reconstructions"}[source]
+    conditional = source == "sample" and labels is not None
+    cond = ", class-conditional: row r = class r" if conditional else ""
+    via = f" -> stage 2 {renderer}" if renderer else ""
+    save_grid(pixels, figure, f"{name}: {what}{via}{cond}", g.grid)
+    io.write_json(metrics, summary)
+    log.info("%s: %d images -> %s", name, len(pixels), out)
+    return summary
+
+
+def main() -> None:
+    args = cli(
+        __doc__,
+        "images",
+        "vq",
+        "out",
+        "figure",
+        "metrics",
+        extra={"source": str, "name": str},
+        optional=("stage1", "stage2", "tokens"),
+    )
+    with stage(f"generate_{args.name}", args.params) as params:
+        run(
+            params,
+            args.source,
+            args.name,
+            args.images,
+            args.vq,
+            args.out,
+            args.figure,
+            args.metrics,
+            stage1=args.stage1,
+            stage2=args.stage2,
+            tokens=args.tokens,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""probe@T: the paper's linear probe of a frozen AR model -> metrics/probe_<name>.json.
+
+One forward pass of the frozen unconditional model over every image's token sequence gives the
+hidden states of every block; they are mean-pooled over positions and one linear classifier per
+layer is trained at once on the train split (SGD momentum 0.9, cosine schedule; PAPER.md). Top-1 on
+val per layer gives Fig. 3(b), and the best layer Table 2. Labels never touch the AR model.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from digit.metrics.probe import train_linear_probes
+from pipeline import io
+from pipeline.artifacts import load_images
+from pipeline.models import load_gpt, load_tokens
+from pipeline.params import Params
+from pipeline.stage import StageError, cli, resolve_device, stage
+
+log = logging.getLogger("digit.probe")
+
+
+@torch.inference_mode()
+def pooled_hidden_states(model, tokens: np.ndarray, batch: int, device: str) -> torch.Tensor:
+    """(N, L) tokens -> (n_layers, N, D) mean over positions of every block's output."""
+    out = []
+    for i in tqdm(range(0, len(tokens), batch), desc="probe features", unit="batch"):
+        idx = torch.from_numpy(tokens[i : i + batch].astype(np.int64)).to(device)
+        states = model.hidden_states(idx)  # n_layers x (B, 1 + L, D)
+        out.append(torch.stack([h.mean(1) for h in states]).float().cpu())
+    return torch.cat(out, dim=1)
+
+
+def run(params: Params, name: str, model: str, tokens: str, images: str, metrics: str) -> dict:
+    device = resolve_device(params.device)
+    gpt, ckpt = load_gpt(model, device)
+    if gpt.config.n_classes > 0:
+        raise StageError(f"{model}: the probe needs an unconditional model (labels are its input)")
+    toks = load_tokens(tokens).tokens
+    data = load_images(images, with_pixels=False)
+    p = params.probe
+    feats = pooled_hidden_states(gpt, toks, p.batch_size, device)
+    tr, va = data.train, data.val
+    result = train_linear_probes(
+        feats[:, tr],
+        data.labels[tr],
+        feats[:, va],
+        data.labels[va],
+        n_classes=len(data.class_names),
+        epochs=p.epochs,
+        lr=p.lr,
+        weight_decay=p.weight_decay,
+        batch_size=p.batch_size,
+        seed=params.seed,
+        device=device,
+    )
+    n_layers = feats.shape[0]
+    summary = {
+        "model": name,
+        "protocol": f"frozen AR model, mean-pooled hidden state of each of {n_layers} blocks, one "
+        f"linear classifier per block (SGD momentum 0.9, lr {p.lr}, cosine, {p.epochs} epochs, "
+        f"features standardized with train statistics); top-1 on {len(va)} val images",
+        "top1_per_layer": [round(v, 4) for v in result["top1_per_layer"]],
+        "best_layer": result["best_layer"] + 1,  # 1-based block index
+        "best_top1": round(result["best_top1"], 4),
+        "n_layers": n_layers,
+        "n_params": sum(q.numel() for q in gpt.parameters()),
+        "val_loss": ckpt.get("metrics", {}).get("val_loss"),
+    }
+    io.write_json(metrics, summary)
+    log.info("%s: best layer %d top-1 %.4f", name, summary["best_layer"], summary["best_top1"])
+    return summary
+
+
+def main() -> None:
+    args = cli(__doc__, "name", "model", "tokens", "images", "metrics")
+    with stage(f"probe@{args.name}", args.params) as params:
+        run(params, args.name, args.model, args.tokens, args.images, args.metrics)
+
+
+if __name__ == "__main__":
+    main()

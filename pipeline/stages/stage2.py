@@ -1,0 +1,200 @@
+"""stage2: DiGIT's pixel renderer, discriminative tokens -> VQ tokens -> models/stage2_<name>.pt.
+
+The paper's second stage reads the ground-truth discriminative tokens of an image as a prefix and
+predicts the image's VQ tokens; the VQ decoder turns them into pixels. Two renderers, by name:
+
+* ``ar`` (the paper's "+VQGAN"): a causal GPT over [prefix] + [bos] + VQ tokens, loss on the VQ
+  tokens only; sampled with top-p at generation time.
+* ``maskgit`` ("+MaskGIT"): the same transformer with bidirectional attention over [prefix] + [bos]
+  + VQ tokens in which a cosine-scheduled random subset is masked, loss on the masked positions;
+  decoded in ``generate.stage2_maskgit.steps`` iterations (8 in the paper).
+
+Trained on ground-truth tokens of the train split; at generation time it is fed sampled tokens.
+Besides the val loss, metrics report the val loss with every prefix swapped for another image's
+(``val_loss_shuffled_prefix``): a renderer that ignored its prefix would show no gap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+
+import digit.generate
+import digit.gpt
+import pipeline.train
+from digit.gpt import count_params
+from pipeline import io
+from pipeline.artifacts import load_images
+from pipeline.models import gpt_checkpoint, load_tokens
+from pipeline.params import Params
+from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.stages.ar import check_rows
+from pipeline.train import (
+    Checkpoints,
+    Objective,
+    build_model,
+    code_fingerprint,
+    evaluate,
+    fingerprint,
+    seeded_generator,
+    train,
+    train_config,
+)
+
+log = logging.getLogger("digit.stage2")
+
+RENDERERS = ("ar", "maskgit")
+
+
+def run(
+    params: Params,
+    renderer: str,
+    name: str,
+    disc_tokens: str,
+    vq_tokens: str,
+    images: str,
+    out: str,
+    metrics: str,
+    checkpoints: str,
+    live: str,
+) -> dict:
+    if renderer not in RENDERERS:
+        raise StageError(f"--renderer: expected one of {RENDERERS}, got {renderer!r}")
+    device = resolve_device(params.device)
+    disc, vq = load_tokens(disc_tokens), load_tokens(vq_tokens)
+    data = load_images(images, with_pixels=False)
+    check_rows(disc, data, disc_tokens)
+    check_rows(vq, data, vq_tokens)
+    if disc.kind != "disc" or vq.kind != "vq":
+        raise StageError(f"stage 2 reads disc tokens -> vq tokens, got {disc.kind} -> {vq.kind}")
+    prefix = torch.from_numpy(disc.tokens.astype(np.int64))  # (N, P)
+    target = torch.from_numpy(vq.tokens.astype(np.int64))  # (N, L)
+    train_data = {"tokens": target[data.train], "prefix": prefix[data.train]}
+    val_data = {"tokens": target[data.val], "prefix": prefix[data.val]}
+
+    torch.manual_seed(params.seed)
+    model = build_model(
+        params.stage2,
+        vocab_size=vq.vocab,
+        block_size=target.shape[1],
+        prefix_vocab_size=disc.vocab,
+        prefix_len=prefix.shape[1],
+        causal=renderer == "ar",
+    )
+    objective = Objective(masked=renderer == "maskgit")
+    cfg = train_config(params.stage2, params.seed)
+    fp = fingerprint(
+        name,
+        dataclasses.asdict(model.config),
+        dataclasses.asdict(cfg),
+        str(objective),
+        code_fingerprint(digit.gpt, digit.generate, pipeline.train),
+        prefix,
+        target,
+    )
+    ck = Checkpoints(checkpoints, fp)
+    meta = {"name": name, "renderer": renderer, "params": params.model_dump(mode="json")}
+    log.info(
+        "stage2_%s: %s GPT, %.2fM params, prefix %d x K=%d -> %d VQ tokens",
+        name,
+        params.stage2.size,
+        count_params(model) / 1e6,
+        prefix.shape[1],
+        disc.vocab,
+        target.shape[1],
+    )
+    t0 = time.perf_counter()
+    history = train(
+        model,
+        objective,
+        train_data,
+        val_data,
+        cfg,
+        device=device,
+        checkpoints=ck,
+        live_dir=live,
+        meta=meta,
+        desc=f"stage2_{name}",
+    )
+    seconds = time.perf_counter() - t0
+    # The same val rows with each prefix taken from another image (a fixed derangement).
+    order = torch.randperm(len(data.val), generator=seeded_generator(params.seed, 4))
+    other = torch.empty_like(order)
+    other[order] = order.roll(1)  # row order[i] takes the prefix of row order[i - 1]
+    shuffled = {"tokens": val_data["tokens"], "prefix": val_data["prefix"][other]}
+    val_shuffled = evaluate(model, objective, shuffled, cfg.eval_batch_size, cfg.seed)
+    last = history[-1]
+    summary = {
+        "name": name,
+        "renderer": renderer,
+        "prefix_vocab": disc.vocab,
+        "vq_vocab": vq.vocab,
+        "n_params": count_params(model),
+        "steps": cfg.steps,
+        # ar: nats per VQ token given the prefix; maskgit: per masked token at random mask ratios
+        "val_loss": round(last["val/loss"], 4),
+        "val_bits_per_token": round(last["val/bits_per_token"], 4),
+        "val_loss_shuffled_prefix": round(val_shuffled, 4),
+        "val_bits_per_token_shuffled_prefix": round(val_shuffled / math.log(2), 4),
+        "uniform_bits_per_token": round(math.log2(vq.vocab), 4),
+        "train_loss_smoothed": round(last["train/loss"], 4),
+        "train_seconds": round(seconds, 1),
+    }
+    io.save_torch(
+        out,
+        gpt_checkpoint(
+            model,
+            cfg.steps,
+            name=name,
+            renderer=renderer,
+            objective=dataclasses.asdict(objective),
+            params=meta["params"],
+            train_config=dataclasses.asdict(cfg),
+            metrics=summary,
+        ),
+    )
+    io.write_json(metrics, summary)
+    ck.clean()
+    log.info(
+        "stage2_%s: val %.4f bits / VQ token (%.4f with shuffled prefixes)",
+        name,
+        summary["val_bits_per_token"],
+        summary["val_bits_per_token_shuffled_prefix"],
+    )
+    return summary
+
+
+def main() -> None:
+    args = cli(
+        __doc__,
+        "disc_tokens",
+        "vq_tokens",
+        "images",
+        "out",
+        "metrics",
+        "checkpoints",
+        "live",
+        extra={"renderer": str, "name": str},
+    )
+    with stage(f"stage2_{args.name}", args.params) as params:
+        run(
+            params,
+            args.renderer,
+            args.name,
+            args.disc_tokens,
+            args.vq_tokens,
+            args.images,
+            args.out,
+            args.metrics,
+            args.checkpoints,
+            args.live,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,446 @@
+"""The training loop of every transformer in the DAG (AR stage 1, stage-2 renderers), with resume.
+
+DiGIT trains its models with Adam(W), a warm-up then a decaying learning rate, gradient clipping
+and label smoothing (PAPER.md, "optimisation"); all of it comes from params.yaml through
+``TrainConfig``. The loop lives here, not in ``digit/``, because it writes files: checkpoints and
+dvclive curves. What a model learns (next-token, class-conditional, prefix-conditional, MaskGIT) is
+an ``Objective``: a small function from a batch of token rows to the model's loss.
+
+Checkpoints and resume. Every ``checkpoint_every`` steps the whole training state (model config and
+weights, optimizer, step, RNG states, the loss history, a fingerprint of what is being trained) is
+written atomically to ``<checkpoint dir>/last.pt``. The checkpoint directory is a path *outside*
+DVC's outs (``checkpoints/<model>/``, git-ignored) that the stage deletes once the final model is
+written, rather than a ``persist: true`` out: DVC then records only finished results in dvc.lock,
+nothing half-trained is ever cached or pushed, and a stage killed mid-way is simply not finished, so
+the next ``dvc repro`` runs it again and the loop resumes from ``last.pt``. A checkpoint whose
+fingerprint (model config, training config, objective, the data's hash) differs from the run's is
+stale, e.g. params were edited in between: it is discarded and training starts over.
+
+Determinism: batch order is one permutation per epoch and the objective's randomness (class
+dropout, MaskGIT masks) one generator per step, both derived from (seed, epoch or step); dropout
+draws from the global RNG, whose state the checkpoint carries. So on the CPU a resumed run reaches
+the same weights, bit for bit, as an uninterrupted one (tests/test_train.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from digit.generate import maskgit_mask
+from digit.gpt import GPT, build_gpt
+from pipeline import io
+from pipeline.params import GPTModelFields, TrainFields
+from pipeline.stage import StageError
+
+log = logging.getLogger("digit.train")
+
+SCHEDULES = ("cosine", "inverse_sqrt", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # after warm-up: cosine to lr * min_lr_ratio | inverse_sqrt | constant
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    label_smoothing: float = 0.0
+    eval_every: int = 0  # 0 = evaluate at the end only
+    checkpoint_every: int = 0  # 0 = no checkpoints
+    log_every: int = 10
+    eval_batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate of optimisation step ``step`` (0-based): linear warm-up, then the schedule."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "inverse_sqrt":  # fairseq's, as in the paper: lr * sqrt(warmup / step)
+        return cfg.lr * math.sqrt(max(cfg.warmup_steps, 1) / (step + 1))
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def seeded_generator(seed: int, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator seeded from (seed, *keys); streams with different keys are independent."""
+    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+# --------------------------------------------------------------------------------- objectives
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the model learns from a batch {"tokens": (B, L), ["labels": (B,)], ["prefix": (B, P)]}.
+
+    masked=False: next-token prediction over all L tokens (stage 1, and the "+VQGAN" stage 2 when
+    a prefix is given; the loss covers the target tokens only). masked=True: MaskGIT, the loss on
+    the positions masked by the cosine schedule (the "+MaskGIT" stage 2). class_dropout replaces
+    the class by the NULL class with that probability in training, for classifier-free guidance.
+    """
+
+    masked: bool = False
+    class_dropout: float = 0.0
+
+    def loss(
+        self,
+        model: GPT,
+        batch: dict[str, Tensor],
+        generator: torch.Generator,
+        label_smoothing: float = 0.0,
+        train: bool = True,
+    ) -> Tensor:
+        # Randomness is drawn on the CPU from ``generator`` so results do not depend on the device.
+        device = model.wpe.device
+        tokens = batch["tokens"]  # (B, L)
+        cond = batch.get("labels")  # (B,) or None
+        if cond is not None and train and self.class_dropout > 0:
+            drop = torch.rand(cond.shape, generator=generator) < self.class_dropout
+            cond = cond.masked_fill(drop, model.config.null_class)
+        prefix = batch.get("prefix")  # (B, P) or None
+        cond = None if cond is None else cond.to(device)
+        prefix = None if prefix is None else prefix.to(device)
+        if self.masked:
+            inp, loss_mask = maskgit_mask(tokens, model.config.mask_id, generator)  # (B, L) x2
+            _, loss = model(
+                inp.to(device),
+                cond=cond,
+                prefix=prefix,
+                targets=tokens.to(device),
+                label_smoothing=label_smoothing,
+                loss_mask=loss_mask.to(device),
+            )
+        else:
+            tokens = tokens.to(device)
+            _, loss = model(
+                tokens[:, :-1],
+                cond=cond,
+                prefix=prefix,
+                targets=tokens,
+                label_smoothing=label_smoothing,
+            )
+        return loss
+
+
+@torch.no_grad()
+def evaluate(
+    model: GPT, objective: Objective, data: dict[str, Tensor], batch_size: int, seed: int
+) -> float:
+    """Mean loss in nats per predicted token over ``data``, without label smoothing or class
+    dropout. MaskGIT masks come from a fixed generator: every evaluation sees the same masks."""
+    was_training = model.training
+    model.eval()
+    g = seeded_generator(seed, 3)
+    n = len(data["tokens"])
+    total, weight = 0.0, 0.0
+    for rows in io.iter_blocks(n, batch_size):
+        batch = {k: v[rows] for k, v in data.items()}
+        b = rows.stop - rows.start
+        total += float(objective.loss(model, batch, g, 0.0, train=False)) * b
+        weight += b
+    model.train(was_training)
+    return total / max(weight, 1.0)
+
+
+# -------------------------------------------------------------------------------- checkpoints
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 over JSON-able parts and tensors / arrays (their bytes)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Tensor):
+            part = part.detach().cpu().numpy()
+        if isinstance(part, np.ndarray):
+            h.update(str((part.shape, part.dtype.str)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def code_fingerprint(*modules: Any) -> str:
+    """sha256 of the source files of ``modules``: a checkpoint written by other code is stale."""
+    return fingerprint(*[Path(m.__file__).read_text() for m in modules])
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Checkpoints:
+    """The training-state checkpoint of one run: ``<path>/last.pt``, written atomically.
+
+    ``load`` returns the saved state when its fingerprint matches this run, else None (a stale
+    checkpoint is removed). ``clean`` removes the directory once the final model is written.
+    """
+
+    FILE = "last.pt"
+
+    def __init__(self, path: str | Path, fingerprint: str) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+
+    def load(self) -> dict[str, Any] | None:
+        file = self.path / self.FILE
+        io.sweep_temporaries(file)
+        if not file.exists():
+            return None
+        state = io.load_torch(file)
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("%s: checkpoint of a different run (params or data changed): ignored", file)
+            self.clean()
+            return None
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        io.save_torch(self.path / self.FILE, {**state, "fingerprint": self.fingerprint})
+
+    def clean(self) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path)
+
+
+# ---------------------------------------------------------------------------------- the loop
+
+
+class CurveLogger:
+    """dvclive curves (``<dir>/plots/metrics/**.tsv`` + ``metrics.json``), replayable on resume.
+
+    The dvclive directory is rewritten from the checkpoint's history when a run resumes, so the
+    curves of a resumed run equal those of an uninterrupted one (no duplicated steps).
+    """
+
+    def __init__(self, live_dir: str | Path | None, history: list[dict[str, float]]) -> None:
+        self.live = None
+        if live_dir is None:
+            return
+        from dvclive import Live
+        from scmrepo.exceptions import SCMError
+
+        try:
+            # dvcyaml=None: dvclive must not edit dvc.yaml, the curves are declared there by hand.
+            self.live = Live(
+                dir=str(live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None
+            )
+        except SCMError as err:  # dvclive 3.49 cannot start in a git repository without commits
+            raise StageError(
+                f"dvclive: {err}; commit once (git commit --allow-empty -m init) and re-run"
+            ) from None
+        for row in history:
+            self.log(row)
+
+    def log(self, row: dict[str, float]) -> None:
+        if self.live is None:
+            return
+        self.live.step = int(row["step"])
+        for key, value in row.items():
+            if key != "step":
+                self.live.log_metric(key, value)
+        self.live.make_summary()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.end()
+
+
+class Interrupt(Exception):
+    """Raised by an ``on_step`` callback to stop training (tests simulate a kill with it)."""
+
+
+def train(
+    model: GPT,
+    objective: Objective,
+    train_data: dict[str, Tensor],
+    val_data: dict[str, Tensor],
+    cfg: TrainConfig,
+    *,
+    device: str = "cpu",
+    checkpoints: Checkpoints | None = None,
+    live_dir: str | Path | None = None,
+    meta: dict[str, Any] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place; returns the history (one row per log / eval step).
+
+    train_data / val_data: tensors with the same first dimension, on the CPU ("tokens" (N, L)
+    int64, optional "labels" (N,) and "prefix" (N, P)). Rows: step, lr, train/loss (mean over the
+    logging window), and at evaluation steps val/loss and val/bits_per_token. ``meta`` is stored
+    in every checkpoint (resolved params, names). ``on_step(done)`` runs after every step.
+    """
+    n = len(train_data["tokens"])
+    if n == 0:
+        raise ValueError("no training rows")
+    model.to(device)
+    model.train()
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = n // bs  # drop the last partial batch: every step sees bs rows
+
+    decay = [p for p in model.parameters() if p.ndim >= 2]  # no decay on biases, norms, positions
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+    )
+    history: list[dict[str, float]] = []
+    window = [0.0, 0]  # summed train loss, steps, since the last history row
+    start = 0
+    saved = checkpoints.load() if checkpoints is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"], strict=True)
+        opt.load_state_dict(saved["optimizer"])
+        history, window, start = saved["history"], saved["window"], saved["step"]
+        log.info("%s: resuming from step %d of %d", desc, start, cfg.steps)
+    curves = CurveLogger(live_dir, history)
+    if saved is not None:  # last: nothing after this may draw from the global RNGs
+        set_rng_state(saved["rng"])
+
+    def save(done: int) -> None:
+        if checkpoints is None:
+            return
+        checkpoints.save(
+            {
+                "step": done,
+                "model_config": dataclasses.asdict(model.config),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "rng": rng_state(),
+                "history": history,
+                "window": window,
+                "train_config": dataclasses.asdict(cfg),
+                "meta": meta or {},
+            }
+        )
+
+    perm, perm_epoch = None, -1
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        desc=desc,
+        unit="step",
+        disable=not progress,
+        mininterval=1.0,
+    )
+    t0 = time.perf_counter()
+    try:
+        for step in range(start, cfg.steps):
+            epoch, i = divmod(step, steps_per_epoch)
+            if epoch != perm_epoch:
+                perm = torch.randperm(n, generator=seeded_generator(cfg.seed, 0, epoch))
+                perm_epoch = epoch
+            rows = perm[i * bs : (i + 1) * bs]
+            batch = {k: v[rows] for k, v in train_data.items()}
+            lr = lr_at(step, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            g = seeded_generator(cfg.seed, 1, step)
+            loss = objective.loss(model, batch, g, cfg.label_smoothing, train=True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+
+            window[0] += float(loss.detach())
+            window[1] += 1
+            done = step + 1
+            is_eval = done == cfg.steps or (cfg.eval_every > 0 and done % cfg.eval_every == 0)
+            if is_eval or done % cfg.log_every == 0:
+                row = {"step": done, "lr": lr, "train/loss": window[0] / window[1]}
+                if is_eval:
+                    val = evaluate(model, objective, val_data, cfg.eval_batch_size, cfg.seed)
+                    row.update({"val/loss": val, "val/bits_per_token": val / math.log(2)})
+                history.append(row)
+                curves.log(row)
+                window = [0.0, 0]
+                shown = {"train": "train/loss", "val": "val/loss"}
+                bar.set_postfix({k: f"{row[key]:.3f}" for k, key in shown.items() if key in row})
+            if cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                save(done)
+            bar.update(1)
+            if on_step is not None:
+                on_step(done)
+    finally:
+        bar.close()
+        curves.close()
+    if cfg.steps > start:
+        log.info("%s: %d steps in %.1f s", desc, cfg.steps - start, time.perf_counter() - t0)
+    return history
+
+
+# ------------------------------------------------------------------------- from params.yaml
+
+
+def train_config(section: TrainFields, seed: int) -> TrainConfig:
+    """The ``TrainFields`` of a params section (ar, stage2) as a TrainConfig."""
+    return TrainConfig(
+        **{
+            f.name: getattr(section, f.name)
+            for f in dataclasses.fields(TrainConfig)
+            if f.name != "seed"
+        },
+        seed=seed,
+    )
+
+
+def build_model(section: GPTModelFields, **fixed: Any) -> GPT:
+    """The named size of a params section with its overrides; ``fixed`` sets what the data
+    decides (vocab_size, block_size, n_classes, prefix). Bad combinations are a StageError."""
+    overrides = {
+        k: getattr(section, k)
+        for k in ("n_layer", "n_head", "n_embd", "ffn", "dropout")
+        if getattr(section, k) is not None
+    }
+    try:
+        return build_gpt(section.size, **overrides, **fixed)
+    except (KeyError, ValueError) as err:
+        raise StageError(f"{section.size} GPT: {err}".replace('"', "")) from None

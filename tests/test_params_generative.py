@@ -1,0 +1,79 @@
+"""params.yaml sections of the generative half (vq, ar, stage2, generate): ranges, names, errors."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import params as P
+
+DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+
+
+def with_change(path: str, value):
+    raw = copy.deepcopy(DEFAULT)
+    *parents, last = path.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("ar.size", "huge", "ar.size: unknown GPT size 'huge'; known: ['tiny', 'small', 'base'"),
+        ("stage2.size", "gpt2", "stage2.size: unknown GPT size 'gpt2'"),
+        ("ar.n_embd", 130, "ar.n_embd: 130 is not divisible by n_head=4"),
+        ("ar.schedule", "linear", "ar.schedule: Input should be 'cosine', 'inverse_sqrt'"),
+        ("ar.label_smoothing", 1.0, "ar.label_smoothing: Input should be less than 1"),
+        ("ar.betas", [0.9, 1.0], "ar.betas.1: Input should be less than 1"),
+        ("ar.class_dropout", -0.1, "ar.class_dropout: Input should be greater than or equal to 0"),
+        ("stage2.steps", 0, "stage2.steps: Input should be greater than 0"),
+        ("generate.stage1.top_p", 0.0, "generate.stage1.top_p: Input should be greater than 0"),
+        ("generate.stage1.top_p", 1.5, "generate.stage1.top_p: Input should be less than or equal"),
+        ("generate.stage2_ar.temperature", -1, "generate.stage2_ar.temperature: Input should be"),
+        ("generate.stage1_cond.cfg_scale", -2, "generate.stage1_cond.cfg_scale: Input should be"),
+        ("generate.stage2_maskgit.steps", 0, "generate.stage2_maskgit.steps: Input should be"),
+        ("generate.stage1.cfg_scale", 2.0, "generate.stage1.cfg_scale: unknown key"),
+        ("vq.ema_decay", 1.0, "vq.ema_decay: Input should be less than 1"),
+        ("vq.codebook_size", 1, "vq.codebook_size: Input should be greater than or equal to 2"),
+    ],
+)
+def test_bad_values_name_the_key(path, value, expected):
+    with pytest.raises(P.ParamsError) as err:
+        P.validate(with_change(path, value))
+    message = str(err.value)
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_paper_sizes_selectable_by_name():
+    for size in ("base", "large"):
+        raw = with_change("ar.size", size)
+        raw["ar"]["n_embd"] = None  # the named size's own width
+        assert P.validate(raw).ar.size == size
+
+
+def test_schema_names_match_registries():
+    from digit.gpt import GPT_SIZES
+    from pipeline.train import SCHEDULES
+
+    assert set(GPT_SIZES) == set(P.GPT_SIZES)
+    for name, (n_embd, n_head) in P.GPT_SIZES.items():
+        assert (GPT_SIZES[name]["n_embd"], GPT_SIZES[name]["n_head"]) == (n_embd, n_head)
+    assert P.LR_SCHEDULES == SCHEDULES
+
+
+def test_train_config_covers_the_train_fields():
+    import dataclasses
+
+    from pipeline.train import TrainConfig, train_config
+
+    params = P.validate(DEFAULT)
+    cfg = train_config(params.ar, params.seed)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}
+    assert fields == set(P.TrainFields.model_fields)
+    assert cfg.steps == params.ar.steps and cfg.betas == tuple(params.ar.betas)

@@ -1,0 +1,184 @@
+"""pipeline.train: schedules, resume after a kill == an uninterrupted run, stale checkpoints,
+and stage 2 actually reading its prefix (both renderers)."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+from digit.generate import generate, maskgit_generate
+from digit.gpt import build_gpt
+from pipeline.train import (
+    Checkpoints,
+    Interrupt,
+    Objective,
+    TrainConfig,
+    evaluate,
+    lr_at,
+    train,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: extra intra-op threads only spin-wait on a shared 2-core machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_lr_schedules():
+    cfg = TrainConfig(steps=100, batch_size=8, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0)
+    assert lr_at(99, cfg) == pytest.approx(0.1, abs=1e-3)
+    lrs = [lr_at(s, cfg) for s in range(10, 100)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))  # decays monotonically
+    inv = TrainConfig(steps=100, batch_size=8, lr=1.0, warmup_steps=4, schedule="inverse_sqrt")
+    assert lr_at(15, inv) == pytest.approx(math.sqrt(4 / 16))
+    const = TrainConfig(steps=100, batch_size=8, lr=1.0, warmup_steps=0, schedule="constant")
+    assert lr_at(50, const) == 1.0
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(steps=1, batch_size=1, lr=1.0, schedule="linear")
+
+
+def setup(kind: str):
+    """A fresh tiny model (same init every call), its objective and data."""
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 16, (40, 8), generator=g)
+    data = {"tokens": tokens}
+    torch.manual_seed(0)
+    if kind == "uncond":  # dropout exercises the global RNG state in the checkpoint
+        model = build_gpt("tiny", vocab_size=16, block_size=8, dropout=0.1)
+        objective = Objective()
+    elif kind == "class":
+        model = build_gpt("tiny", vocab_size=16, block_size=8, n_classes=3)
+        objective = Objective(class_dropout=0.3)
+        data["labels"] = torch.randint(0, 3, (40,), generator=g)
+    else:  # maskgit stage 2
+        model = build_gpt(
+            "tiny", vocab_size=16, block_size=8, prefix_vocab_size=5, prefix_len=4, causal=False
+        )
+        objective = Objective(masked=True)
+        data["prefix"] = torch.randint(0, 5, (40, 4), generator=g)
+    train_data = {k: v[:32] for k, v in data.items()}
+    val_data = {k: v[32:] for k, v in data.items()}
+    return model, objective, train_data, val_data
+
+
+CFG = TrainConfig(
+    steps=11,
+    batch_size=12,  # 32 rows -> 2 steps per epoch: the run crosses several epochs
+    lr=3e-3,
+    warmup_steps=3,
+    label_smoothing=0.1,
+    eval_every=4,
+    checkpoint_every=3,
+    log_every=2,
+    seed=7,
+)
+
+
+def curves(live_dir) -> dict[str, list[tuple[str, str]]]:
+    """dvclive's tsv curves without the timestamp column."""
+    out = {}
+    for tsv in sorted((live_dir / "plots" / "metrics").rglob("*.tsv")):
+        rows = list(csv.DictReader(tsv.open(), delimiter="\t"))
+        out[str(tsv.relative_to(live_dir))] = [(r["step"], r[tsv.stem]) for r in rows]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["uncond", "class", "maskgit"])
+def test_resume_after_kill_equals_uninterrupted(tmp_path, kind):
+    model, objective, tr, va = setup(kind)
+    ref_hist = train(
+        model,
+        objective,
+        tr,
+        va,
+        CFG,
+        checkpoints=Checkpoints(tmp_path / "ck_ref", "fp"),
+        live_dir=tmp_path / "live_ref",
+        progress=False,
+    )
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def kill_at_8(done: int) -> None:
+        if done == 8:  # after the checkpoint of step 6: steps 7-8 are lost and redone
+            raise Interrupt
+
+    ck = Checkpoints(tmp_path / "ck", "fp")
+    model, *_ = setup(kind)
+    with pytest.raises(Interrupt):
+        train(
+            model, objective, tr, va, CFG, checkpoints=ck, live_dir=tmp_path / "live",
+            on_step=kill_at_8, progress=False,
+        )  # fmt: skip
+    assert ck.load()["step"] == 6
+
+    torch.manual_seed(12345)  # a new process: the global RNG is wherever it is
+    model, *_ = setup(kind)  # fresh weights, as a restarted stage builds them
+    hist = train(
+        model, objective, tr, va, CFG, checkpoints=ck, live_dir=tmp_path / "live", progress=False
+    )
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, reference[name]), name
+    assert hist == ref_hist
+    assert curves(tmp_path / "live") == curves(tmp_path / "live_ref")
+    steps = [int(s) for s, _ in curves(tmp_path / "live")["plots/metrics/train/loss.tsv"]]
+    assert steps == sorted(set(steps))  # no step logged twice by the resumed run
+
+
+def test_stale_checkpoint_is_ignored(tmp_path):
+    model, objective, tr, va = setup("uncond")
+    cfg = TrainConfig(steps=4, batch_size=8, lr=1e-3, checkpoint_every=2, seed=0)
+    train(model, objective, tr, va, cfg, checkpoints=Checkpoints(tmp_path, "a"), progress=False)
+    assert Checkpoints(tmp_path, "a").load()["step"] == 2
+    assert Checkpoints(tmp_path, "b").load() is None  # other params / data: start over
+    assert not tmp_path.exists()
+
+
+def mapping_data(n: int, seed: int):
+    """Stage-2 toy: VQ tokens are a position-wise function of the discriminative prefix."""
+    g = torch.Generator().manual_seed(seed)
+    prefix = torch.randint(0, 8, (n, 6), generator=g)
+    return {"prefix": prefix, "tokens": (prefix * 3 + 1) % 8}
+
+
+@pytest.mark.parametrize("renderer", ["ar", "maskgit"])
+def test_stage2_uses_its_prefix(renderer):
+    torch.manual_seed(0)
+    model = build_gpt(
+        "tiny",
+        vocab_size=8,
+        block_size=6,
+        prefix_vocab_size=8,
+        prefix_len=6,
+        causal=renderer == "ar",
+    )
+    objective = Objective(masked=renderer == "maskgit")
+    tr, va = mapping_data(512, 0), mapping_data(64, 1)
+    cfg = TrainConfig(steps=60, batch_size=32, lr=1e-2, warmup_steps=10, seed=0)
+    train(model, objective, tr, va, cfg, progress=False)
+    val = evaluate(model, objective, va, 64, 0)
+    shuffled = evaluate(model, objective, {**va, "prefix": va["prefix"].roll(1, 0)}, 64, 0)
+    assert val < 0.5 * math.log(8) < shuffled  # the right prefix explains the tokens
+
+    # Sampling: two different prefixes give two different output distributions, each
+    # concentrated on the tokens its own prefix implies.
+    a, b = va["prefix"][:1].expand(200, -1), va["prefix"][1:2].expand(200, -1)
+    assert not torch.equal(a[0], b[0])
+    outs = []
+    for p in (a, b):
+        g = torch.Generator().manual_seed(0)
+        if renderer == "ar":
+            outs.append(generate(model, 200, prefix=p, generator=g))
+        else:
+            outs.append(maskgit_generate(model, prefix=p, steps=4, generator=g))
+    for out, p in zip(outs, (a, b), strict=True):
+        assert (out == (p * 3 + 1) % 8).float().mean() > 0.8
+    hist = [torch.stack([torch.bincount(o[:, i], minlength=8) for i in range(6)]) for o in outs]
+    assert (hist[0] - hist[1]).abs().sum() > 200  # total-variation gap of the two distributions
