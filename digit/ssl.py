@@ -192,3 +192,99 @@ def recompute_batchnorm(
     for bn in bns:
         bn.momentum = 0.1
     encoder.eval()
+
+
+# --- the reconstructive baseline: a masked autoencoder of the same encoder (the paper's Fig. 4a) ---
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    epochs: int = 16
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    mask_ratio: float = 0.5  # fraction of patches hidden from the encoder; 0 = a plain autoencoder
+
+
+class PixelDecoder(nn.Module):
+    """Patch features (B, D, g, g) -> pixels (B, C, g * 4, g * 4): two stride-2 up-convolutions."""
+
+    def __init__(self, dim: int, channels: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(dim, hidden, 1),
+            nn.GELU(),
+            nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1),
+            nn.GELU(),
+            nn.ConvTranspose2d(hidden, channels, 4, stride=2, padding=1),
+        )
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.net(f)
+
+
+def patch_mask(b: int, grid: int, ratio: float, g: torch.Generator) -> torch.Tensor:
+    """(b, grid, grid) bool, True = hidden; exactly round(ratio * grid^2) patches per image."""
+    n = grid * grid
+    hidden = round(ratio * n)
+    ranks = torch.rand(b, n, generator=g).argsort(1).argsort(1)
+    return (ranks < hidden).view(b, grid, grid)
+
+
+def train_mae(
+    encoder: FrozenEncoder,
+    images: torch.Tensor,
+    cfg: MAEConfig,
+    seed: int,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[dict]:
+    """Train ``encoder`` in place to reconstruct its input from its patch features: the hidden
+    patches are filled with grey (0.5) before the encoder sees the image, and the loss is the pixel
+    MSE on the hidden patches (on every pixel when ``mask_ratio`` is 0). No augmentation and no
+    labels: the features are shaped by reconstruction alone, which is the point of the baseline.
+    Returns per-epoch history."""
+    if encoder.patch != 4:
+        raise ValueError(
+            f"the MAE decoder upsamples by 4; encoder {encoder.name} has patch {encoder.patch}"
+        )
+    g = torch.Generator().manual_seed(seed)
+    encoder.to(device).train()
+    grid = encoder.grid()[0]
+    decoder = PixelDecoder(encoder.dim, images.shape[-1]).to(device)
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = images.shape[0]
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // batch)
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    history, step = [], 0
+    bar = tqdm(total=total, desc="ssl mae", unit="step", disable=not progress, mininterval=1.0)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(n, generator=g)
+        losses = []
+        for i in range(steps_per_epoch):
+            idx = order[i * batch : (i + 1) * batch]
+            x = encoder.preprocess(images[idx].to(device))
+            mask = patch_mask(len(idx), grid, cfg.mask_ratio, g).to(device)
+            pixel_mask = mask.repeat_interleave(4, 1).repeat_interleave(4, 2)[:, None].float()
+            f = encoder.patch_features(x * (1 - pixel_mask) + 0.5 * pixel_mask)  # (B, L, D)
+            recon = decoder(f.transpose(1, 2).reshape(len(idx), encoder.dim, grid, grid))
+            err = (recon - x).pow(2)
+            weight = pixel_mask if cfg.mask_ratio > 0 else torch.ones_like(pixel_mask)
+            loss = (err * weight).sum() / (weight.sum() * x.shape[1]).clamp_min(1.0)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, warmup, cfg.lr)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch)
+        history.append({"epoch": epoch, "loss": sum(losses) / len(losses)})
+    bar.close()
+    encoder.eval()
+    return history

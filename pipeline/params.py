@@ -33,7 +33,7 @@ ENCODERS = (
     "dinov2_vitb14_reg4",
     "dinov2_vitl14_reg4",
 )
-SSL_OBJECTIVES = ("simclr", "none")
+SSL_OBJECTIVES = ("simclr", "mae", "none")
 # digit.gpt.GPT_SIZES: name -> (n_embd, n_head), to check width / heads overrides before torch loads
 GPT_SIZES = {"tiny": (64, 2), "small": (256, 4), "base": (1024, 16), "large": (1536, 16)}
 LR_SCHEDULES = ("cosine", "inverse_sqrt", "constant")  # pipeline.train.SCHEDULES
@@ -100,6 +100,7 @@ class SSLParams(Section):
     noise_aug: bool = True
     noise_p: Prob = 0.5
     noise_snr_db: tuple[float, float] = (0.0, 30.0)
+    mask_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5  # objective mae: hidden patch fraction
 
     @model_validator(mode="after")
     def _ranges(self) -> SSLParams:
@@ -247,6 +248,15 @@ class GenerateParams(Section):
     stage2_maskgit: MaskGITSampling = MaskGITSampling()
 
 
+class SamplingParams(Section):
+    """Fig. 6: sweeps of top-k (top-p off) and of top-p (top-k off) for the main unconditional DiGIT
+    model; temperature and stage 2 as in ``generate``. FID / IS per setting."""
+
+    n_samples: PosInt = 500
+    top_k: list[NonNegInt] = [8, 32, 64, 128, 0]  # 0 = off (the whole vocabulary)
+    top_p: list[Annotated[float, Field(gt=0.0, le=1.0)]] = [0.5, 0.7, 0.8, 0.9, 1.0]
+
+
 class FlowParams(Section):
     """The Prefect flow (pipeline/flow.py): how stages are scheduled, never what they compute."""
 
@@ -331,6 +341,7 @@ class Params(Section):
     probe: ProbeParams = Field(default_factory=ProbeParams)
     stability: StabilityParams = Field(default_factory=StabilityParams)
     toy: ToyParams = Field(default_factory=ToyParams)
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
     flow: FlowParams = Field(default_factory=FlowParams)
 
     @model_validator(mode="after")

@@ -65,15 +65,16 @@ class Table:
 
     def write(self, out: Path) -> None:
         lines = [f"# {self.title}", "", self.scale, ""]
-        if self.ours is None or self.ours.empty:
+        ours = pd.DataFrame() if self.ours is None else self.ours
+        if ours.empty:
             lines += [
                 "*Not produced by this run: the stages behind this table are not in the DAG yet.*",
                 "",
             ]
         else:
-            lines += ["## This run", "", to_markdown(self.ours), ""]
-            with io.atomic_path(out / f"{self.name}.csv") as tmp:
-                self.ours.to_csv(tmp, index=False)
+            lines += ["## This run", "", to_markdown(ours), ""]
+        with io.atomic_path(out / f"{self.name}.csv") as tmp:  # always: a DVC out of `report`
+            ours.to_csv(tmp, index=False)
         for fig in self.figures:
             lines += [f"![{fig}](figures/{fig})", ""]
         if self.paper is not None:
@@ -384,6 +385,44 @@ def encoder_table(params: Params, m: Metrics) -> Table:
     )
 
 
+def ablation_encoder(params: Params, m: Metrics) -> Table:
+    k = params.codebook.main_k
+    rows = []
+    for label, kind, gen, probe, enc in (
+        (f"SimCLR + K-Means (K={k})", "discriminative", f"digit_k{k}_ar", f"k{k}", "encoder"),
+        (f"MAE + K-Means (K={k})", "reconstructive", f"mae_k{k}_ar", "mae", "encoder_mae"),
+        ("VQ autoencoder", "-", "vq", "vq", None),
+    ):
+        g, p = m.get(f"gen_{gen}"), m.get(f"probe_{probe}")
+        e = m.get(enc) if enc else None
+        if g or p:
+            rows.append(
+                {
+                    "encoder": label,
+                    "kind": kind,
+                    "FID": (g or {}).get("fid"),
+                    "IS": (g or {}).get("isc_mean"),
+                    "Acc@LP": (p or {}).get("best_top1"),
+                    "Acc@OL (k-NN)": e["knn_top1"]["trained"] if e else None,
+                }
+            )
+    notes = [
+        f"The same {params.encoder.name} encoder trained by SimCLR (discriminative) or as a masked "
+        f"autoencoder (ssl.mask_ratio {params.ssl.mask_ratio}, reconstructive); each then goes "
+        "through the same K-Means -> tokens -> AR -> stage 2 (+VQGAN renderer) -> samples branch. "
+        "Acc@LP: best-layer linear probe of the AR model (Table 2 protocol); Acc@OL: the encoder's "
+        "own pooled-feature k-NN top-1 on val (the paper uses a linear probe).",
+    ]
+    return Table(
+        "ablation_encoder",
+        "Ablation over the kind of SSL encoder (Fig. 4a)",
+        scale_line(params, m),
+        pd.DataFrame(rows),
+        pd.DataFrame(PAPER["fig4a_ssl_ablation"]),
+        notes,
+    )
+
+
 def toy_table(params: Params, m: Metrics) -> Table:
     t = m.get("toy")
     ours = None
@@ -403,6 +442,35 @@ def toy_table(params: Params, m: Metrics) -> Table:
         None,
         [f"|cos| between the PCA and LDA directions: {t['cos_angle']}."] if t else [],
         ["toy.png"] if t else [],
+    )
+
+
+def sampling_table(params: Params, m: Metrics, figdir: Path) -> Table:
+    s = m.get("sampling")
+    rows, figs, notes = [], [], []
+    if s:
+        cols = ("sweep", "top_k", "top_p", "fid", "isc_mean", "precision", "recall")
+        rows = [
+            {c: r.get(c) for c in cols} | {"distinct tokens": r["distinct_tokens"]}
+            for r in s["rows"]
+        ]
+        plot_sampling(s, figdir / "sampling_sweeps.png")
+        figs = ["sampling_sweeps.png"]
+        notes = [
+            f"Model `{s['model']}`, stage 2 `{s['renderer']}`, {s['n_samples']} samples per "
+            f"setting, temperature {s['temperature']}, against the {s['reference']}; "
+            f"top-k 0 / top-p 1.0 = off. Extractor `{s['extractor']}`.",
+            "The paper gives Fig. 6 as plots only (no numbers); it samples with top-k 200 at "
+            "K=8192 (base), i.e. ~2.4% of the vocabulary.",
+        ]
+    return Table(
+        "sampling_sweeps",
+        "Fig. 6: FID / IS under top-k and top-p sampling",
+        scale_line(params, m),
+        pd.DataFrame(rows),
+        None,
+        notes,
+        figs,
     )
 
 
@@ -456,6 +524,23 @@ def plot_stability(st: dict, path: Path) -> None:
     )
     axes[2].set_title("tokens changed: perturbations outside the augmentation")
     axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_sampling(s: dict, path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, sweep, label in ((axes[0], "top_k", "top-k (0 = off)"), (axes[1], "top_p", "top-p")):
+        rows = [r for r in s["rows"] if r["sweep"] == sweep]
+        xs = [str(r[sweep]) for r in rows]
+        ax.plot(xs, [r["fid"] for r in rows], "o-", color="C0", label="FID (lower is better)")
+        ax.set_xlabel(label)
+        ax.set_ylabel("FID", color="C0")
+        twin = ax.twinx()
+        twin.plot(xs, [r["isc_mean"] for r in rows], "s--", color="C1", label="IS")
+        twin.set_ylabel("IS (higher is better)", color="C1")
+        ax.set_title(f"{sweep.replace('_', '-')} sweep ({s['extractor']})")
     fig.tight_layout()
     _save(fig, path)
 
@@ -642,7 +727,9 @@ def write_reports(params: Params, metrics_dir: str | Path, out: str | Path) -> l
         lambda: table4(params, m),
         lambda: ablation_tokenizer(params, m),
         lambda: ablation_k(params, m),
+        lambda: ablation_encoder(params, m),
         lambda: encoder_table(params, m),
+        lambda: sampling_table(params, m, figdir),
         lambda: toy_table(params, m),
     ]
     tables = [b() for b in builders]

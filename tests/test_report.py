@@ -88,3 +88,55 @@ def test_claims_fail_when_numbers_disagree(tmp_path):
     assert v[0] == "not supported"
     assert v[1] == "partly supported"  # worse FID, better IS
     assert v[2] == "not supported"
+
+
+def test_report_writes_every_declared_output(tmp_path):
+    """dvc.yaml's `report` outs are exactly files the stage writes, even from partial metrics;
+    the sampling and encoder-kind tables render from their metrics."""
+    m = tmp_path / "metrics"
+    m.mkdir()
+    params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
+    k = params.codebook.main_k
+    rows = [
+        {"sweep": sw, "top_k": tk, "top_p": tp, "fid": f, "isc_mean": 2.0, "distinct_tokens": 9}
+        for sw, tk, tp, f in (
+            ("top_k", 8, 1.0, 4.0),
+            ("top_k", 0, 1.0, 5.0),
+            ("top_p", 0, 0.8, 3.0),
+        )
+    ]
+    write(
+        m,
+        "sampling",
+        {
+            "model": "a",
+            "renderer": "b",
+            "n_samples": 10,
+            "temperature": 1.0,
+            "reference": "val",
+            "extractor": "evalnet",
+            "rows": rows,
+        },
+    )
+    write(m, f"gen_mae_k{k}_ar", {"fid": 30.0, "isc_mean": 1.5})
+    write(
+        m,
+        "probe_mae",
+        {
+            "best_top1": 0.2,
+            "best_layer": 1,
+            "n_layers": 4,
+            "top1_per_layer": [0.2] * 4,
+            "protocol": "p",
+        },
+    )
+    write(m, "encoder_mae", {"knn_top1": {"trained": 0.7}})
+    write_reports(params, m, tmp_path / "reports")
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec["stages"]["report"]["outs"]]
+    missing = [o for o in outs if not (tmp_path / o).exists()]
+    assert not missing, missing
+    sweep = (tmp_path / "reports/sampling_sweeps.md").read_text()
+    assert "| top_p" in sweep and "5.000" in sweep
+    enc = (tmp_path / "reports/ablation_encoder.csv").read_text()
+    assert "reconstructive" in enc and "30.0" in enc and "0.7" in enc

@@ -70,8 +70,10 @@ def run(params: Params, k: int, images: str, features: str, out: str, metrics: s
 
 
 def main() -> None:
-    args = cli(__doc__, "images", "features", "out", "metrics", extra={"k": int})
-    with stage(f"codebook@{args.k}", args.params) as params:
+    args = cli(
+        __doc__, "images", "features", "out", "metrics", extra={"k": int}, optional=("name",)
+    )
+    with stage(args.name or f"codebook@{args.k}", args.params) as params:
         run(params, args.k, args.images, args.features, args.out, args.metrics)
 
 

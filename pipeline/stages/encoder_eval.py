@@ -70,8 +70,8 @@ def run(params: Params, images: str, features: str, random_encoder: str, metrics
 
 
 def main() -> None:
-    args = cli(__doc__, "images", "features", "random_encoder", "metrics")
-    with stage("encoder_eval", args.params) as params:
+    args = cli(__doc__, "images", "features", "random_encoder", "metrics", optional=("name",))
+    with stage(args.name or "encoder_eval", args.params) as params:
         run(params, args.images, args.features, args.random_encoder, args.metrics)
 
 

@@ -1,7 +1,8 @@
 """ssl: the frozen discriminative encoder -> models/encoder.pt (+ the random-weights baseline).
 
 ``cnn_small`` is trained self-supervised (SimCLR, no labels) on the train split; ``ssl.objective:
-none`` keeps random weights. DINOv2 encoders are not trained: the checkpoint is a verified pointer
+mae`` trains it as a masked autoencoder instead (reconstructive, the baseline of the encoder-kind
+ablation) and ``none`` keeps random weights. DINOv2 encoders are not trained: the checkpoint is a verified pointer
 (path + sha256) to the local weights file. The random-weights twin of the same architecture, with
 BatchNorm statistics measured on the train split, is the baseline of metrics/encoder.json.
 """
@@ -14,7 +15,14 @@ import time
 import torch
 
 from digit.encoders import TRAINABLE, WeightsNotFoundError, build_encoder
-from digit.ssl import AugmentConfig, SimCLRConfig, recompute_batchnorm, train_simclr
+from digit.ssl import (
+    AugmentConfig,
+    MAEConfig,
+    SimCLRConfig,
+    recompute_batchnorm,
+    train_mae,
+    train_simclr,
+)
 from pipeline import io
 from pipeline.artifacts import encoder_checkpoint, load_images
 from pipeline.params import Params
@@ -53,17 +61,30 @@ def simclr_config(params: Params) -> SimCLRConfig:
     )
 
 
+def mae_config(params: Params) -> MAEConfig:
+    s = params.ssl
+    return MAEConfig(
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        weight_decay=s.weight_decay,
+        warmup_epochs=s.warmup_epochs,
+        mask_ratio=s.mask_ratio,
+    )
+
+
 def run(
     params: Params, images: str, out: str, random_out: str, metrics: str, variant: str | None = None
 ) -> dict:
     """``variant="nonoise"``: the same recipe without the noise augmentation (a control for the
-    stability table, where Gaussian noise is the very perturbation being tested)."""
-    if variant not in (None, "nonoise"):
-        raise StageError(f"--variant: expected nonoise, got {variant!r}")
-    if variant == "nonoise":
-        params = params.model_copy(
-            update={"ssl": params.ssl.model_copy(update={"noise_aug": False})}
-        )
+    stability table, where Gaussian noise is the very perturbation being tested).
+    ``variant="mae"``: the same encoder trained as a masked autoencoder (the reconstructive encoder
+    of the encoder-kind ablation, the paper's Fig. 4a)."""
+    changes = {None: {}, "nonoise": {"noise_aug": False}, "mae": {"objective": "mae"}}
+    if variant not in changes:
+        raise StageError(f"--variant: expected one of nonoise, mae; got {variant!r}")
+    if changes[variant]:
+        params = params.model_copy(update={"ssl": params.ssl.model_copy(update=changes[variant])})
     device = resolve_device(params.device)
     kwargs = encoder_kwargs(params)
     try:
@@ -85,6 +106,11 @@ def run(
         if params.ssl.objective == "simclr":
             history = train_simclr(encoder, train, simclr_config(params), params.seed, device)
             summary["final_loss"] = history[-1]["loss"]
+            summary["history"] = history
+        elif params.ssl.objective == "mae":
+            history = train_mae(encoder, train, mae_config(params), params.seed, device)
+            summary["final_loss"] = history[-1]["loss"]
+            summary["mask_ratio"] = params.ssl.mask_ratio
             summary["history"] = history
         recompute_batchnorm(encoder, train, device=device)
         recompute_batchnorm(random_twin, train, device=device)

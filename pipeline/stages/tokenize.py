@@ -42,8 +42,8 @@ def run(params: Params, k: int, features: str, codebook: str, out: str) -> dict:
 
 
 def main() -> None:
-    args = cli(__doc__, "features", "codebook", "out", extra={"k": int})
-    with stage(f"tokenize@{args.k}", args.params) as params:
+    args = cli(__doc__, "features", "codebook", "out", extra={"k": int}, optional=("name",))
+    with stage(args.name or f"tokenize@{args.k}", args.params) as params:
         run(params, args.k, args.features, args.codebook, args.out)
 
 

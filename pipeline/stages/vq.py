@@ -31,7 +31,7 @@ from pipeline import io
 from pipeline.artifacts import load_images
 from pipeline.models import vq_checkpoint
 from pipeline.params import Params, encoder_patch
-from pipeline.stage import cli, resolve_device, stage
+from pipeline.stage import StageError, cli, resolve_device, stage
 from pipeline.train import (
     Checkpoints,
     CurveLogger,
@@ -110,8 +110,22 @@ def tokenize_all(model: VQVAE, images: np.ndarray, batch_size: int, device: str)
 
 
 def run(
-    params: Params, images: str, out: str, tokens: str, metrics: str, checkpoints: str, live: str
+    params: Params,
+    images: str,
+    out: str,
+    tokens: str,
+    metrics: str,
+    checkpoints: str,
+    live: str,
+    variant: str | None = None,
 ) -> dict:
+    """``variant="noise"``: the same VQ trained with Gaussian pixel noise on its inputs (clean
+    targets), a control for the stability table: the discriminative encoder sees that noise in its
+    augmentations, so a fair comparison gives the VQ the same chance (vq.noise_p, vq.noise_snr_db)."""
+    if variant not in (None, "noise"):
+        raise StageError(f"--variant: expected noise, got {variant!r}")
+    if variant == "noise":
+        params = params.model_copy(update={"vq": params.vq.model_copy(update={"noise_aug": True})})
     device = resolve_device(params.device)
     data = load_images(images)
     train_images = torch.from_numpy(data.images[data.train])
@@ -192,9 +206,21 @@ def run(
 
 
 def main() -> None:
-    args = cli(__doc__, "images", "out", "tokens", "metrics", "checkpoints", "live")
-    with stage("vq", args.params) as params:
-        run(params, args.images, args.out, args.tokens, args.metrics, args.checkpoints, args.live)
+    args = cli(
+        __doc__, "images", "out", "tokens", "metrics", "checkpoints", "live", optional=("variant",)
+    )
+    name = f"vq_{args.variant}" if args.variant else "vq"
+    with stage(name, args.params) as params:
+        run(
+            params,
+            args.images,
+            args.out,
+            args.tokens,
+            args.metrics,
+            args.checkpoints,
+            args.live,
+            args.variant,
+        )
 
 
 if __name__ == "__main__":
