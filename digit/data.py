@@ -79,7 +79,7 @@ def decode_image(path: str | Path, image_size: int, channels: int = 3) -> np.nda
             left, top = (w - image_size) // 2, (h - image_size) // 2
             im = im.crop((left, top, left + image_size, top + image_size))
             arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as err:  # PIL raises all three on bad files
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise CorruptImageError(f"{path}: cannot decode image ({err})") from err
     return arr.reshape(image_size, image_size, channels)
 

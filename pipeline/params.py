@@ -268,6 +268,11 @@ class FlowParams(Section):
 
 
 EXTRACTORS = ("evalnet", "inception-v3-compat")  # digit.metrics.fid registry
+# torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3 (tests check they match)
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+    "weights-inception-2015-12-05-6726825d.pth"
+)
 
 
 class EvalNetParams(Section):
@@ -411,7 +416,37 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         raise ParamsError(_format_error(err, source)) from None
 
 
+def check_files(params: Params, root: str | Path = ".", source: str = "params.yaml") -> None:
+    """Weights files named in params.yaml must exist: a missing one is reported by the first stage
+    (and the flow) before any compute, not by the stage that needs it an hour later. Relative paths
+    are taken from ``root``, the folder of params.yaml, where the stages run."""
+    needed = []
+    if params.encoder.name.startswith("dinov2") and params.encoder.weights:
+        needed.append(
+            (
+                "encoder.weights",
+                params.encoder.weights,
+                f"the {params.encoder.name} DINOv2 checkpoint (.pth or .safetensors)",
+            )
+        )
+    if params.evaluate.extractor == "inception-v3-compat" and params.evaluate.inception_weights:
+        needed.append(
+            (
+                "evaluate.inception_weights",
+                params.evaluate.inception_weights,
+                f"torch-fidelity's Inception-v3 weights, a local copy of {INCEPTION_URL}",
+            )
+        )
+    for key, file, expected in needed:
+        if not (Path(root) / file).is_file():  # an absolute file replaces root
+            raise ParamsError(
+                f"{source}: {key}: file {file!r} not found; expected {expected} "
+                "(nothing is downloaded at run time)"
+            )
+
+
 def load(path: str | Path = "params.yaml") -> Params:
+    """Read, validate and check the weights files of params.yaml (one line per problem)."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: not found (run from the project root)")
@@ -419,7 +454,9 @@ def load(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
-    return validate(raw, str(path))
+    params = validate(raw, str(path))
+    check_files(params, path.parent, str(path))
+    return params
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -62,7 +62,7 @@ def stage(name: str, params_path: str = "params.yaml") -> Iterator[Params]:
         log.info("stage %s: start", name)
         yield params
     except (ParamsError, StageError, FileNotFoundError) as err:
-        log.error("stage %s failed: %s", name, err)
+        # One line, not a log record and a copy of it: the flow shows this `error:` line.
         sys.exit(f"error: {err}")
     log.info("stage %s: done in %.1f s", name, time.perf_counter() - start)
 

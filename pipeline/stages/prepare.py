@@ -50,24 +50,26 @@ def run(params: Params, out: str, metrics: str) -> dict:
             except CorruptImageError as err:
                 return err
 
-        bar = tqdm(total=len(indices), desc="prepare", unit="img", mininterval=1.0)
-        for block in io.iter_blocks(len(indices), p.chunk_images):
-            decoded = list(pool.map(decode, indices[block]))
-            good = []
-            for i, img in zip(indices[block], decoded, strict=True):
-                if isinstance(img, CorruptImageError):
-                    if p.on_corrupt == "error":
-                        raise StageError(f"{img} (set data.on_corrupt: skip to skip such files)")
-                    log.warning("skipping %s", img)
-                    corrupt.append(ds.sources[i])
-                else:
-                    good.append(img)
-                    kept.append(int(i))
-            if good:
-                images[n_ok : n_ok + len(good)] = np.stack(good)
-                n_ok += len(good)
-            bar.update(block.stop - block.start)
-        bar.close()
+        # Closed on errors too, so a stopping error is the last line, not followed by the bar.
+        with tqdm(total=len(indices), desc="prepare", unit="img", mininterval=1.0) as bar:
+            for block in io.iter_blocks(len(indices), p.chunk_images):
+                decoded = list(pool.map(decode, indices[block]))
+                good = []
+                for i, img in zip(indices[block], decoded, strict=True):
+                    if isinstance(img, CorruptImageError):
+                        if p.on_corrupt == "error":
+                            raise StageError(
+                                f"{img} (set data.on_corrupt: skip to skip such files)"
+                            )
+                        log.warning("skipping %s", img)
+                        corrupt.append(ds.sources[i])
+                    else:
+                        good.append(img)
+                        kept.append(int(i))
+                if good:
+                    images[n_ok : n_ok + len(good)] = np.stack(good)
+                    n_ok += len(good)
+                bar.update(block.stop - block.start)
         if n_ok == 0:
             raise StageError(f"{p.dataset}: no decodable images")
         if n_ok < len(indices):
