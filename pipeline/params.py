@@ -209,6 +209,17 @@ class TrainFields(Section):
     checkpoint_every: NonNegInt = 0  # 0 = no resumable checkpoints
     log_every: PosInt = 10
     eval_batch_size: PosInt = 256
+    # Data-parallel processes (pipeline/ddp.py): > 1 runs the stage under torchrun with DDP, gloo on
+    # the CPU, nccl with one GPU each; the global batch stays batch_size.
+    nproc: PosInt = 1
+
+    @model_validator(mode="after")
+    def _shards(self) -> TrainFields:
+        if self.batch_size % self.nproc:
+            raise ValueError(
+                f"nproc: batch_size {self.batch_size} does not split into {self.nproc} equal shards"
+            )
+        return self
 
 
 class ARParams(GPTModelFields, TrainFields):
