@@ -112,6 +112,9 @@ class SSLParams(Section):
 
 class ExtractParams(Section):
     batch_size: PosInt = 256
+    # Where the features go: None = the dvc.yaml path; else a local path or fsspec URL (file://,
+    # s3://, memory:// ...) written there, the dvc.yaml path then holding a pointer to it.
+    store: Annotated[str, Field(min_length=1)] | None = None
 
 
 class CodebookParams(Section):
