@@ -71,9 +71,10 @@ def relaunch(nproc: int, key: str) -> bool:
         module.name,
         *sys.argv[1:],
     ]
-    env = dict(os.environ)
-    # Share the cores between ranks instead of torchrun's blanket OMP_NUM_THREADS=1.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # Share this stage's cores between its ranks (the flow may already have narrowed them with
+    # OMP_NUM_THREADS) instead of torchrun's blanket OMP_NUM_THREADS=1.
+    cores = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // nproc))}
     log.info("%s=%d: relaunching under torchrun: %s", key, nproc, " ".join(cmd))
     proc = subprocess.run(cmd, env=env)
     if proc.returncode != 0:
