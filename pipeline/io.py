@@ -8,11 +8,18 @@ stores are written in place (object stores have no atomic rename) and DVC tracks
 Test hook: with ``DIGIT_TEST_KILL_BEFORE_RENAME=<file name>`` in its environment, a stage SIGKILLs
 itself when the output of that name is complete under its temporary name and not yet renamed, the
 worst moment for a kill -9 (tests/test_reliability.py). Unset, it costs one dict lookup per output.
+
+A store kept outside the project (``extract.store``) is reached through a *pointer*: a tiny local
+Zarr group at the path dvc.yaml names, holding the store's URL and the sha256 of its content. DVC
+tracks the pointer, so downstream stages re-run exactly when the content changes; ``open_group``
+follows it and refuses a store whose content is not the one pointed at (overwritten by another run,
+or a write that never finished: the digest is the last thing written).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +38,13 @@ KILL_BEFORE_RENAME = "DIGIT_TEST_KILL_BEFORE_RENAME"
 
 def is_url(path: str | os.PathLike) -> bool:
     return "://" in str(path)
+
+
+def _open_url(url: str, mode: str) -> zarr.Group:
+    # fsspec's local filesystem does not create parent folders unless told to (s3 and memory
+    # have no folders to create, and some filesystems reject the option).
+    options = {"auto_mkdir": True} if url.startswith("file://") and mode != "r" else None
+    return zarr.open_group(url, mode=mode, storage_options=options)
 
 
 def _remove(path: Path) -> None:
@@ -111,16 +125,59 @@ COMPRESSORS = (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),)
 def zarr_group_writer(final: str | os.PathLike) -> Iterator[zarr.Group]:
     """Create a fresh Zarr group that appears at ``final`` only once the block exits cleanly."""
     if is_url(final):
-        yield zarr.open_group(str(final), mode="w")
+        yield _open_url(str(final), mode="w")
         return
     with atomic_path(final) as tmp:
         yield zarr.open_group(str(tmp), mode="w")
 
 
+POINTER_KEY = "digit_store"  # attrs of a pointer group: {"url": ..., "sha256": ...}
+DIGEST_KEY = "digit_sha256"  # attrs of the store it points at
+
+
 def open_group(path: str | os.PathLike) -> zarr.Group:
+    """Open a Zarr group for reading; a pointer group (see the module docstring) is followed."""
     if not is_url(path) and not Path(path).exists():
         raise FileNotFoundError(f"{path}: Zarr store not found (run the stage that writes it)")
-    return zarr.open_group(str(path), mode="r")
+    group = _open_url(str(path), "r") if is_url(path) else zarr.open_group(str(path), mode="r")
+    pointer = group.attrs.get(POINTER_KEY)
+    if pointer is None:
+        return group
+    try:
+        target = (
+            _open_url(pointer["url"], "r") if is_url(pointer["url"]) else open_group(pointer["url"])
+        )
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        raise FileNotFoundError(
+            f"{path}: points at {pointer['url']}, which is not there (re-run the stage that "
+            "writes it, or `dvc pull` / copy the store back)"
+        ) from None
+    if target.attrs.get(DIGEST_KEY) != pointer["sha256"]:
+        raise FileNotFoundError(
+            f"{path}: the store at {pointer['url']} does not hold the content this pointer "
+            "records (overwritten by another run, or its write did not finish); re-run the stage"
+        )
+    return target
+
+
+class Digest:
+    """sha256 of the arrays written to a store, block by block in write order."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def update(self, name: str, rows: slice, block: np.ndarray) -> None:
+        self._h.update(f"{name}[{rows.start}:{rows.stop}]{block.shape}{block.dtype.str}".encode())
+        self._h.update(np.ascontiguousarray(block).tobytes())
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def write_pointer(path: str | os.PathLike, url: str, sha256: str) -> None:
+    """The local stand-in (DVC out) for a store written at ``url`` whose content hashes to sha256."""
+    with zarr_group_writer(path) as group:
+        group.attrs[POINTER_KEY] = {"url": url, "sha256": sha256}
 
 
 def create_array(

@@ -113,6 +113,9 @@ class SSLParams(Section):
 
 class ExtractParams(Section):
     batch_size: PosInt = 256
+    # Where the features go: None = the dvc.yaml path; else a local path or fsspec URL (file://,
+    # s3://, memory:// ...) written there, the dvc.yaml path then holding a pointer to it.
+    store: Annotated[str, Field(min_length=1)] | None = None
 
 
 class CodebookParams(Section):
@@ -210,6 +213,17 @@ class TrainFields(Section):
     checkpoint_every: NonNegInt = 0  # 0 = no resumable checkpoints
     log_every: PosInt = 10
     eval_batch_size: PosInt = 256
+    # Data-parallel processes (pipeline/ddp.py): > 1 runs the stage under torchrun with DDP, gloo on
+    # the CPU, nccl with one GPU each; the global batch stays batch_size.
+    nproc: PosInt = 1
+
+    @model_validator(mode="after")
+    def _shards(self) -> TrainFields:
+        if self.batch_size % self.nproc:
+            raise ValueError(
+                f"nproc: batch_size {self.batch_size} does not split into {self.nproc} equal shards"
+            )
+        return self
 
 
 class ARParams(GPTModelFields, TrainFields):

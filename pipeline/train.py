@@ -44,7 +44,8 @@ from tqdm import tqdm
 
 from digit.generate import maskgit_mask
 from digit.gpt import GPT, build_gpt
-from pipeline import io
+from pipeline import ddp, io
+from pipeline.ddp import Rank
 from pipeline.params import GPTModelFields, TrainFields
 from pipeline.stage import StageError
 
@@ -117,30 +118,37 @@ class Objective:
         generator: torch.Generator,
         label_smoothing: float = 0.0,
         train: bool = True,
+        shard: slice = slice(None),
+        forward: Callable[..., Any] | None = None,
     ) -> Tensor:
+        """``shard``: the rows of the batch this process trains on (data-parallel ranks); the
+        randomness is drawn for the whole batch first, so N ranks see the masks and dropped
+        classes one process would. ``forward``: what to call instead of ``model`` (its DDP
+        wrapper)."""
         # Randomness is drawn on the CPU from ``generator`` so results do not depend on the device.
         device = model.wpe.device
+        forward = forward or model
         tokens = batch["tokens"]  # (B, L)
         cond = batch.get("labels")  # (B,) or None
         if cond is not None and train and self.class_dropout > 0:
             drop = torch.rand(cond.shape, generator=generator) < self.class_dropout
             cond = cond.masked_fill(drop, model.config.null_class)
         prefix = batch.get("prefix")  # (B, P) or None
-        cond = None if cond is None else cond.to(device)
-        prefix = None if prefix is None else prefix.to(device)
+        cond = None if cond is None else cond[shard].to(device)
+        prefix = None if prefix is None else prefix[shard].to(device)
         if self.masked:
             inp, loss_mask = maskgit_mask(tokens, model.config.mask_id, generator)  # (B, L) x2
-            _, loss = model(
-                inp.to(device),
+            _, loss = forward(
+                inp[shard].to(device),
                 cond=cond,
                 prefix=prefix,
-                targets=tokens.to(device),
+                targets=tokens[shard].to(device),
                 label_smoothing=label_smoothing,
-                loss_mask=loss_mask.to(device),
+                loss_mask=loss_mask[shard].to(device),
             )
         else:
-            tokens = tokens.to(device)
-            _, loss = model(
+            tokens = tokens[shard].to(device)
+            _, loss = forward(
                 tokens[:, :-1],
                 cond=cond,
                 prefix=prefix,
@@ -167,6 +175,25 @@ def evaluate(
         total += float(objective.loss(model, batch, g, 0.0, train=False)) * b
         weight += b
     model.train(was_training)
+    return total / max(weight, 1.0)
+
+
+def evaluate_sharded(
+    model: GPT,
+    objective: Objective,
+    data: dict[str, Tensor],
+    cfg: TrainConfig,
+    rank: Rank | None,
+    device: str,
+) -> float:
+    """``evaluate`` over all of ``data``; under DDP each rank takes its share of the rows."""
+    if rank is None:
+        return evaluate(model, objective, data, cfg.eval_batch_size, cfg.seed)
+    rows = rank.shard(len(data["tokens"]))
+    part = {k: v[rows] for k, v in data.items()}
+    n = rows.stop - rows.start
+    mean = evaluate(model, objective, part, cfg.eval_batch_size, cfg.seed) if n else 0.0
+    total, weight = ddp.all_sum([mean * n, float(n)], device)
     return total / max(weight, 1.0)
 
 
@@ -305,6 +332,7 @@ def train(
     on_step: Callable[[int], None] | None = None,
     desc: str = "train",
     progress: bool = True,
+    rank: Rank | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place; returns the history (one row per log / eval step).
 
@@ -312,6 +340,11 @@ def train(
     int64, optional "labels" (N,) and "prefix" (N, P)). Rows: step, lr, train/loss (mean over the
     logging window), and at evaluation steps val/loss and val/bits_per_token. ``meta`` is stored
     in every checkpoint (resolved params, names). ``on_step(done)`` runs after every step.
+
+    ``rank`` (under torchrun, see pipeline/ddp.py): the model is wrapped in DistributedDataParallel
+    and each rank trains on its shard of every batch (global batch = ``cfg.batch_size``); losses
+    in the history are means over ranks; rank 0 alone writes checkpoints and curves. Every rank
+    returns the same history.
     """
     n = len(train_data["tokens"])
     if n == 0:
@@ -320,6 +353,16 @@ def train(
     model.train()
     bs = min(cfg.batch_size, n)
     steps_per_epoch = n // bs  # drop the last partial batch: every step sees bs rows
+    main = rank is None or rank.is_main
+    shard, forward = slice(None), None
+    if rank is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        shard = rank.shard(bs)
+        # Broadcasts rank 0's weights at construction, then averages gradients in backward.
+        forward = DistributedDataParallel(
+            model, device_ids=[model.wpe.device] if model.wpe.device.type == "cuda" else None
+        )
 
     decay = [p for p in model.parameters() if p.ndim >= 2]  # no decay on biases, norms, positions
     no_decay = [p for p in model.parameters() if p.ndim < 2]
@@ -334,18 +377,25 @@ def train(
     history: list[dict[str, float]] = []
     window = [0.0, 0]  # summed train loss, steps, since the last history row
     start = 0
-    saved = checkpoints.load() if checkpoints is not None else None
+    saved = None
+    if checkpoints is not None:
+        # Rank 0 first: it removes a stale checkpoint before the other ranks look.
+        saved = checkpoints.load() if main else None
+        ddp.barrier()
+        saved = saved if main else checkpoints.load()
     if saved is not None:
         model.load_state_dict(saved["model"], strict=True)
         opt.load_state_dict(saved["optimizer"])
         history, window, start = saved["history"], saved["window"], saved["step"]
         log.info("%s: resuming from step %d of %d", desc, start, cfg.steps)
-    curves = CurveLogger(live_dir, history)
+    curves = CurveLogger(live_dir if main else None, history)
     if saved is not None:  # last: nothing after this may draw from the global RNGs
         set_rng_state(saved["rng"])
+    if rank is not None:  # independent dropout on each rank (the weights are rank 0's already)
+        torch.manual_seed(seeded_generator(cfg.seed, 5, rank.rank, start).initial_seed())
 
     def save(done: int) -> None:
-        if checkpoints is None:
+        if checkpoints is None or not main:
             return
         checkpoints.save(
             {
@@ -367,7 +417,7 @@ def train(
         initial=start,
         desc=desc,
         unit="step",
-        disable=not progress,
+        disable=not (progress and main),
         mininterval=1.0,
     )
     t0 = time.perf_counter()
@@ -383,7 +433,9 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr
             g = seeded_generator(cfg.seed, 1, step)
-            loss = objective.loss(model, batch, g, cfg.label_smoothing, train=True)
+            loss = objective.loss(
+                model, batch, g, cfg.label_smoothing, train=True, shard=shard, forward=forward
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -396,8 +448,10 @@ def train(
             is_eval = done == cfg.steps or (cfg.eval_every > 0 and done % cfg.eval_every == 0)
             if is_eval or done % cfg.log_every == 0:
                 row = {"step": done, "lr": lr, "train/loss": window[0] / window[1]}
+                if rank is not None:
+                    row["train/loss"] = ddp.all_mean([row["train/loss"]], device)[0]
                 if is_eval:
-                    val = evaluate(model, objective, val_data, cfg.eval_batch_size, cfg.seed)
+                    val = evaluate_sharded(model, objective, val_data, cfg, rank, device)
                     row.update({"val/loss": val, "val/bits_per_token": val / math.log(2)})
                 history.append(row)
                 curves.log(row)
@@ -412,7 +466,7 @@ def train(
     finally:
         bar.close()
         curves.close()
-    if cfg.steps > start:
+    if cfg.steps > start and main:
         log.info("%s: %d steps in %.1f s", desc, cfg.steps - start, time.perf_counter() - t0)
     return history
 

@@ -22,7 +22,7 @@ import torch
 import digit.gpt
 import pipeline.train
 from digit.gpt import count_params
-from pipeline import io
+from pipeline import ddp, io
 from pipeline.artifacts import Images, load_images
 from pipeline.models import Tokens, gpt_checkpoint, load_tokens
 from pipeline.params import Params
@@ -70,7 +70,7 @@ def run(
 ) -> dict:
     if conditioning not in CONDITIONINGS:
         raise StageError(f"--conditioning: expected one of {CONDITIONINGS}, got {conditioning!r}")
-    device = resolve_device(params.device)
+    rank, device = ddp.setup(resolve_device(params.device))
     tok = load_tokens(tokens)
     data = load_images(images, with_pixels=False)
     check_rows(tok, data, tokens)
@@ -117,7 +117,10 @@ def run(
         live_dir=live,
         meta=meta,
         desc=f"ar_{name}",
+        rank=rank,
     )
+    if rank is not None and not rank.is_main:
+        return {}  # rank 0 writes the model and metrics
     seconds = time.perf_counter() - t0
     last = history[-1]
     summary = {
@@ -181,6 +184,8 @@ def main() -> None:
         extra={"name": str, "conditioning": str},
     )
     with stage(f"ar_{args.name}", args.params) as params:
+        if ddp.relaunch(params.ar.nproc, "ar.nproc"):
+            return  # the torchrun ranks did the work
         run(
             params,
             args.name,

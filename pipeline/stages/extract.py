@@ -1,7 +1,10 @@
 """extract: the frozen encoder over every image -> features/feats.zarr (N x L x D float16).
 
 Images are read, encoded and written one block at a time, so memory stays flat in N (benchmarks/
-measures it). The output may be any fsspec URL Zarr accepts; local paths are written atomically.
+measures it). With ``extract.store`` set (a second local path, ``file://``, ``s3://``, ``gs://``,
+``memory://``: any fsspec URL Zarr accepts) the features are written there and the dvc.yaml out
+becomes a small pointer to them (pipeline/io.py) that the readers follow: at paper scale the
+features (~0.5 TB for ImageNet) live on a bucket or a scratch disk, not in the DVC cache.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ def run(params: Params, images: str, encoder: str, out: str) -> dict:
     # Read blocks aligned to whole output chunks so every chunk is written exactly once.
     block = max(params.extract.batch_size, chunk_rows)
     block = (block // chunk_rows) * chunk_rows
-    with io.zarr_group_writer(out) as group:
+    store = params.extract.store or out
+    digest = io.Digest()
+    with io.zarr_group_writer(store) as group:
         feats = io.create_array(group, "feats", (n, n_tokens, dim), chunk_rows, "float16")
         bar = tqdm(total=n, desc="extract", unit="img", mininterval=1.0)
         for rows in io.iter_blocks(n, block):
@@ -42,12 +47,18 @@ def run(params: Params, images: str, encoder: str, out: str) -> dict:
                 enc(pixels[i : i + params.extract.batch_size].to(device)).float().cpu()
                 for i in range(0, len(pixels), params.extract.batch_size)
             ]
-            feats[rows] = torch.cat(parts).numpy().astype(np.float16)
+            x = torch.cat(parts).numpy().astype(np.float16)  # (B, L, D)
+            feats[rows] = x
+            digest.update("feats", rows, x)
             bar.update(len(pixels))
         bar.close()
         group.attrs.update(encoder=enc.name, grid=list(enc.grid()), dim=dim)
-    log.info("wrote %s: %d x %d x %d float16", out, n, n_tokens, dim)
-    return {"n": n, "tokens": n_tokens, "dim": dim}
+        if params.extract.store:  # last: a store without it never finished
+            group.attrs[io.DIGEST_KEY] = digest.hexdigest()
+    if params.extract.store:
+        io.write_pointer(out, params.extract.store, digest.hexdigest())
+    log.info("wrote %s: %d x %d x %d float16", store, n, n_tokens, dim)
+    return {"n": n, "tokens": n_tokens, "dim": dim, "sha256": digest.hexdigest()}
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import digit.generate
 import digit.gpt
 import pipeline.train
 from digit.gpt import count_params
-from pipeline import io
+from pipeline import ddp, io
 from pipeline.artifacts import load_images
 from pipeline.models import gpt_checkpoint, load_tokens
 from pipeline.params import Params
@@ -65,7 +65,7 @@ def run(
 ) -> dict:
     if renderer not in RENDERERS:
         raise StageError(f"--renderer: expected one of {RENDERERS}, got {renderer!r}")
-    device = resolve_device(params.device)
+    rank, device = ddp.setup(resolve_device(params.device))
     disc, vq = load_tokens(disc_tokens), load_tokens(vq_tokens)
     data = load_images(images, with_pixels=False)
     check_rows(disc, data, disc_tokens)
@@ -120,7 +120,10 @@ def run(
         live_dir=live,
         meta=meta,
         desc=f"stage2_{name}",
+        rank=rank,
     )
+    if rank is not None and not rank.is_main:
+        return {}  # rank 0 writes the model and metrics
     seconds = time.perf_counter() - t0
     # The same val rows with each prefix taken from another image (a fixed derangement).
     order = torch.randperm(len(data.val), generator=seeded_generator(params.seed, 4))
@@ -182,6 +185,8 @@ def main() -> None:
         extra={"renderer": str, "name": str},
     )
     with stage(f"stage2_{args.name}", args.params) as params:
+        if ddp.relaunch(params.stage2.nproc, "stage2.nproc"):
+            return  # the torchrun ranks did the work
         run(
             params,
             args.renderer,

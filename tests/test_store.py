@@ -1,0 +1,99 @@
+"""The feature store outside the project (extract.store): a second local path, file:// and
+memory:// hold the features, the dvc.yaml path a pointer that codebook and tokenize follow, with the
+same tokens as the default store; a store overwritten or missing is refused."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from digit.encoders import build_encoder
+from pipeline import io
+from pipeline.artifacts import encoder_checkpoint
+from pipeline.params import validate
+from pipeline.stages import codebook, extract, tokenize
+from pipeline.stages.ssl import encoder_kwargs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """40 random 28-px images and a random cnn_small encoder, as prepare and ssl write them."""
+    tmp = tmp_path_factory.mktemp("inputs")
+    params = make_params(None)
+    rng = np.random.default_rng(0)
+    with io.zarr_group_writer(tmp / "images.zarr") as g:
+        io.create_array(g, "images", (40, 28, 28, 1), 16, "uint8")[:] = rng.integers(
+            0, 256, (40, 28, 28, 1), dtype=np.uint8
+        )
+        io.create_array(g, "labels", (40,), 64, "int64")[:] = np.arange(40) % 2
+        io.create_array(g, "is_val", (40,), 64, "bool")[:] = np.arange(40) >= 32
+        g.attrs.update(class_names=["a", "b"])
+    torch.manual_seed(0)
+    kwargs = encoder_kwargs(params)
+    io.save_torch(
+        tmp / "encoder.pt", encoder_checkpoint(build_encoder("cnn_small", **kwargs), kwargs)
+    )
+    return {"images": str(tmp / "images.zarr"), "encoder": str(tmp / "encoder.pt")}
+
+
+def make_params(store: str | None):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["device"] = "cpu"
+    raw["data"]["max_images"] = 40
+    raw["extract"].update(store=store, batch_size=16)
+    raw["codebook"].update(ks=[8], main_k=8, niter=3)
+    return validate(raw)
+
+
+def pipeline_tokens(params, inputs, work) -> tuple[np.ndarray, dict]:
+    """extract -> codebook -> tokenize, as dvc.yaml chains them, in this process."""
+    feats = str(work / "features" / "feats.zarr")
+    info = extract.run(params, inputs["images"], inputs["encoder"], feats)
+    codebook.run(params, 8, inputs["images"], feats, str(work / "k8.npy"), str(work / "k8.json"))
+    tokenize.run(params, 8, feats, str(work / "k8.npy"), str(work / "tokens.zarr"))
+    return io.open_group(work / "tokens.zarr")["tokens"][:], info
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory):
+    torch.set_num_threads(1)
+    return pipeline_tokens(make_params(None), inputs, tmp_path_factory.mktemp("ref"))
+
+
+@pytest.mark.parametrize("kind", ["path", "file", "memory"])
+def test_features_in_another_store(tmp_path, inputs, reference, kind):
+    elsewhere = tmp_path / "scratch" / "feats.zarr"
+    store = {
+        "path": str(elsewhere),  # a second local disk
+        "file": f"file://{elsewhere}",
+        "memory": f"memory://digit-test-{tmp_path.name}/feats.zarr",  # read-after-write, one process
+    }[kind]
+    work = tmp_path / "project"
+    tokens, info = pipeline_tokens(make_params(store), inputs, work)
+    ref_tokens, ref_info = reference
+    assert info["sha256"] == ref_info["sha256"]  # the same features ...
+    assert np.array_equal(tokens, ref_tokens)  # ... and the same tokens downstream
+    pointer = work / "features" / "feats.zarr"
+    assert [p.name for p in pointer.iterdir()] == ["zarr.json"]  # DVC caches a few hundred bytes
+    assert io.open_group(pointer).attrs[io.DIGEST_KEY] == info["sha256"]
+    if kind != "memory":
+        assert io.open_group(elsewhere)["feats"].shape == (40, 49, 64)
+
+
+def test_overwritten_or_missing_store_is_refused(tmp_path, inputs):
+    store = tmp_path / "scratch" / "feats.zarr"
+    params = make_params(str(store))
+    pointer = tmp_path / "feats.zarr"
+    extract.run(params, inputs["images"], inputs["encoder"], str(pointer))
+    other = tmp_path / "other.zarr"  # another run's pointer to the same store, other content
+    with io.zarr_group_writer(store) as g:
+        g.attrs[io.DIGEST_KEY] = "0" * 64
+    with pytest.raises(FileNotFoundError, match="does not hold the content this pointer records"):
+        io.open_group(pointer)
+    io.write_pointer(other, f"file://{tmp_path}/gone.zarr", "0" * 64)
+    with pytest.raises(FileNotFoundError, match="gone.zarr, which is not there"):
+        io.open_group(other)
