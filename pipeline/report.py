@@ -568,7 +568,7 @@ def plot_probe(params: Params, m: Metrics, path: Path) -> None:
 @dataclass
 class Verdict:
     claim: str
-    verdict: str  # "supported" | "not supported" | "partly supported" | "not tested"
+    verdict: str  # supported | not supported | partly supported | inconclusive (within noise) | not tested
     evidence: str
 
 
@@ -613,22 +613,48 @@ def claim_stability(m: Metrics) -> Verdict:
     return Verdict(claim, verdict, "; ".join(lines))
 
 
+FID_MARGIN = 0.05  # a relative FID difference below this is within run-to-run noise here
+
+
+def n_val(m: Metrics) -> int | None:
+    return (m.get("prepare") or {}).get("n_val")
+
+
+def probe_noise(m: Metrics, *accs: float) -> float:
+    """Two binomial standard errors of a difference of top-1 accuracies on the val split."""
+    n = n_val(m)
+    if not n:
+        return 0.0
+    return 2 * float(np.sqrt(sum(a * (1 - a) / n for a in accs)))
+
+
 def claim_generation(params: Params, m: Metrics) -> Verdict:
     claim = PAPER["claims"][1]
     k = params.codebook.main_k
     vq, disc = m.get("gen_vq"), m.get(f"gen_digit_k{k}_ar")
     if not vq or not disc:
         return Verdict(claim, "not tested", "generated-set metrics missing")
-    fid_ok, is_ok = disc["fid"] < vq["fid"], disc["isc_mean"] > vq["isc_mean"]
-    ev = f"FID {disc['fid']:.3f} (DiGIT K={k}) vs {vq['fid']:.3f} (VQ); IS {disc['isc_mean']:.3f} vs {vq['isc_mean']:.3f}"
+    fid_gap = (vq["fid"] - disc["fid"]) / max(vq["fid"], 1e-12)  # > 0: DiGIT better
+    is_noise = disc.get("isc_std", 0.0) + vq.get("isc_std", 0.0)
+    is_gap = disc["isc_mean"] - vq["isc_mean"]
+    fid = "better" if fid_gap > FID_MARGIN else "worse" if fid_gap < -FID_MARGIN else "tie"
+    isc = "better" if is_gap > is_noise else "worse" if is_gap < -is_noise else "tie"
+    ev = (
+        f"FID {disc['fid']:.4g} (DiGIT K={k}) vs {vq['fid']:.4g} (VQ): {fid}; IS "
+        f"{disc['isc_mean']:.4g} vs {vq['isc_mean']:.4g}: {isc} (noise rule: FID within "
+        f"{FID_MARGIN:.0%}, IS within the sum of the split stds {is_noise:.3g}, count as ties)"
+    )
     mg = m.get(f"gen_digit_k{k}_maskgit")
     if mg:
-        ev += f"; with the MaskGIT renderer FID {mg['fid']:.3f}, IS {mg['isc_mean']:.3f}"
-    verdict = (
-        "supported"
-        if fid_ok and is_ok
-        else ("partly supported" if fid_ok or is_ok else "not supported")
-    )
+        ev += f"; with the MaskGIT renderer FID {mg['fid']:.4g}, IS {mg['isc_mean']:.4g}"
+    if fid == isc == "better":
+        verdict = "supported"
+    elif "better" in (fid, isc):
+        verdict = "partly supported"  # one better, the other tied or worse: stated in evidence
+    elif "worse" in (fid, isc):
+        verdict = "not supported"
+    else:
+        verdict = "inconclusive (within noise)"
     return Verdict(claim, verdict, ev + f" ({disc.get('extractor')} features)")
 
 
@@ -638,16 +664,20 @@ def claim_probe(params: Params, m: Metrics) -> Verdict:
     d, v = m.get(f"probe_k{k}"), m.get("probe_vq")
     if not d or not v:
         return Verdict(claim, "not tested", "probe metrics missing")
-    better = d["best_top1"] > v["best_top1"]
+    noise = probe_noise(m, d["best_top1"], v["best_top1"])
+    gap = d["best_top1"] - v["best_top1"]
+    better = gap > noise
     middle = 1 < d["best_layer"] < d["n_layers"]
     ev = (
         f"best-layer top-1 {d['best_top1']:.4f} (DiGIT K={k}, block {d['best_layer']}/{d['n_layers']}) "
-        f"vs {v['best_top1']:.4f} (VQ, block {v['best_layer']}/{v['n_layers']}); DiGIT last block "
+        f"vs {v['best_top1']:.4f} (VQ, block {v['best_layer']}/{v['n_layers']}); difference "
+        f"{gap:+.4f}, 2 binomial SE {noise:.4f} on {n_val(m)} val images; DiGIT last block "
         f"{d['top1_per_layer'][-1]:.4f}"
     )
-    verdict = (
-        "supported" if better and middle else ("partly supported" if better else "not supported")
-    )
+    if better:
+        verdict = "supported" if middle else "partly supported"
+    else:
+        verdict = "inconclusive (within noise)" if gap > -noise else "not supported"
     if better and not middle:
         ev += "; the peak is not in a middle layer"
     return Verdict(claim, verdict, ev)
@@ -665,13 +695,15 @@ def claim_k(params: Params, m: Metrics) -> Verdict:
     f_spread = (
         (max(fids.values()) - min(fids.values())) / min(fids.values()) if len(fids) > 1 else 0.0
     )
+    noise = probe_noise(m, max(probes.values()), min(probes.values())) if len(probes) > 1 else 0
+    fids_txt = {k: round(v, 4) for k, v in fids.items()}
     ev = (
-        f"probe top-1 by K {probes} (spread {p_spread:.4f}); FID by K {fids} "
-        f"(relative spread {f_spread:.1%}); threshold: probe spread >= 0.01 or FID spread >= 10%"
+        f"probe top-1 by K {probes} (spread {p_spread:.4f}, 2 binomial SE {noise:.4f}); FID by K "
+        f"{fids_txt} (relative spread {f_spread:.1%}); it matters if the probe spread exceeds the "
+        f"noise or the FID spread exceeds {2 * FID_MARGIN:.0%}"
     )
-    return Verdict(
-        claim, "supported" if p_spread >= 0.01 or f_spread >= 0.10 else "not supported", ev
-    )
+    matters = (p_spread > noise and p_spread > 0) or f_spread > 2 * FID_MARGIN
+    return Verdict(claim, "supported" if matters else "not supported", ev)
 
 
 def claim_toy(m: Metrics) -> Verdict:

@@ -1,19 +1,21 @@
-"""The paper-scale preset: `apply imagenet` validates with placeholder paths (files are checked when
-the stage that reads them starts), and DVC plans the whole paper-scale DAG without running any of it.
+"""The paper-scale preset: `apply imagenet` validates the schema with placeholder paths; the weights
+files are checked when a stage loads params.yaml (before any work, naming the key); and DVC plans the
+whole paper-scale DAG without running any of it.
 """
 
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import copy_project, dvc
 
-from pipeline.params import load
+from pipeline.params import ParamsError, load, validate
 
 
 def test_imagenet_preset_plans_the_paper_dag(tmp_path):
     work = copy_project(tmp_path, preset="imagenet")  # runs `python -m pipeline.params apply`
-    p = load(work / "params.yaml")
+    p = validate(yaml.safe_load((work / "params.yaml").read_text()))
     assert (p.data.dataset, p.data.image_size, p.encoder.name) == (
         "imagefolder",
         256,
@@ -26,7 +28,9 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
         200, 300, 0.8,
     )  # fmt: skip
     for path in (p.data.root, p.encoder.weights, p.evaluate.inception_weights):
-        assert not Path(path).exists()  # placeholders: validation does not need the files
+        assert not Path(path).exists()  # placeholders: the schema does not need the files
+    with pytest.raises(ParamsError, match="encoder.weights: file .* not found"):
+        load(work / "params.yaml")  # what every stage does first
 
     # `--force`: a plain `--dry` stops at the first stage whose inputs an earlier stage would
     # write (treeverse/dvc#9021); on a fresh checkout every stage is due anyway.

@@ -140,3 +140,17 @@ def test_report_writes_every_declared_output(tmp_path):
     assert "| top_p" in sweep and "5.000" in sweep
     enc = (tmp_path / "reports/ablation_encoder.csv").read_text()
     assert "reconstructive" in enc and "30.0" in enc and "0.7" in enc
+
+
+def test_differences_within_noise_are_not_claimed(tmp_path):
+    """A probe gain below two binomial standard errors, an FID gain below the margin and an IS gain
+    inside the split stds support nothing."""
+    m = tmp_path / "metrics"
+    m.mkdir()
+    params = fake_metrics(m, disc_change=0.1, disc_fid=9.9, disc_probe=0.52)  # VQ: 10.0 / 0.5
+    write(m, "prepare", {"n_train": 320, "n_val": 80})
+    k = params.codebook.main_k
+    write(m, "gen_vq", {"fid": 10.0, "isc_mean": 5.0, "isc_std": 0.5, "extractor": "evalnet"})
+    write(m, f"gen_digit_k{k}_ar", {"fid": 9.9, "isc_mean": 5.2, "isc_std": 0.5})
+    v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
+    assert v[1] == "inconclusive (within noise)" and v[2] == "inconclusive (within noise)", v
