@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test lint bootstrap smoke dashboard flow
+.PHONY: repro test lint bootstrap smoke dashboard flow bench bench-quick
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check digit pipeline tests benchmarks
 	$(BIN)/ruff format --check digit pipeline tests benchmarks
+
+## Speed and memory against same-run baselines -> reports/benchmarks.md (not part of `make test`).
+## Items 3-6 and 8 (+ the GPU section when reports/benchmarks_gpu.json exists); the items that need
+## the whole DAG run by hand: `python -m benchmarks.run --items repro --repro-log LOG`, `noop`, `flow`.
+bench: $(STAMP)
+	nice -n 10 $(BIN)/python -m benchmarks.run
+
+bench-quick: $(STAMP)
+	nice -n 10 $(BIN)/python -m benchmarks.run --quick

@@ -1,6 +1,7 @@
-"""Sampling throughput of digit.generate with and without the KV cache (tokens / s).
+"""Item 5: sampling throughput of digit.generate with and without the KV cache (tokens / s).
 
-    python benchmarks/sampling.py [--model models/ar_k256.pt] [--n 250] [--batch 250]
+    python -m benchmarks.run --items sampling      # the report section (run(opts) below)
+    python -m benchmarks.sampling [--model models/ar_k256.pt] [--n 250] [--batch 250]
 
 Without --model, a randomly initialised GPT of the default stage-1 shape (size ``small``, K=256,
 49 tokens) is timed; speed does not depend on the weights. Also times a stage-2 model (49-token
@@ -15,9 +16,12 @@ import time
 
 import torch
 
+from benchmarks.common import ROOT, Section
 from digit.generate import generate
 from digit.gpt import build_gpt
 from pipeline.models import load_gpt
+from pipeline.params import load
+from pipeline.train import build_model
 
 
 def measure(model, n: int, batch: int, use_cache: bool, prefix=None) -> dict:
@@ -37,6 +41,46 @@ def measure(model, n: int, batch: int, use_cache: bool, prefix=None) -> dict:
         "seconds": round(seconds, 2),
         "tokens_per_second": round(out.numel() / seconds, 1),
     }
+
+
+def run(opts) -> Section:
+    """The default AR model (params.yaml ``ar``, K = codebook.main_k) at 49 and 256 tokens.
+
+    Full recomputation costs O(T^2) per sequence; at 256 tokens its large batches would take many
+    minutes on 2 cores, so there it runs at the small batch sizes only (the ratio is what matters).
+    """
+    params = load(ROOT / "params.yaml")
+    k = params.codebook.main_k
+    if opts.quick:
+        plan = {49: ([1, 16, 64], [1, 16, 64]), 256: ([1, 16], [1])}
+    else:
+        plan = {49: ([1, 16, 64, 256], [1, 16, 64, 256]), 256: ([1, 16, 64, 256], [1, 16])}
+    rows = []
+    for seq_len, (cached, recompute) in plan.items():
+        torch.manual_seed(0)
+        model = build_model(params.ar, vocab_size=k, block_size=seq_len).eval()
+        for batch in cached:
+            with_cache = measure(model, batch, batch, True)
+            row = {
+                "tokens": seq_len,
+                "batch": batch,
+                "KV cache tok/s": with_cache["tokens_per_second"],
+            }
+            if batch in recompute:
+                full = measure(model, batch, batch, False)
+                row["recompute tok/s"] = full["tokens_per_second"]
+                row["speed-up"] = with_cache["tokens_per_second"] / full["tokens_per_second"]
+            rows.append(row)
+    return Section(
+        key="sampling",
+        title="5. Sampling: KV cache vs full recomputation",
+        rows=rows,
+        notes=[
+            f"Default AR model (`ar`: size {params.ar.size}, n_embd {params.ar.n_embd}, K={k}), "
+            "random weights, unconditional, temperature 1, one batch of `batch` sequences per "
+            "measurement (prefill + decode). Blank cells: full recomputation not run at that size."
+        ],
+    )
 
 
 def main() -> None:

@@ -1,0 +1,180 @@
+"""Items 1, 2 and 7: figures that need the whole DAG, read from runs the lead makes.
+
+1. ``repro``: total and per-stage wall time of the embedded default ``dvc repro`` from a clean clone.
+   Per-stage times come from the ``stage X: done in N s`` lines every stage logs
+   (pipeline/stage.py); without a log, from the modification times of each stage's outputs in
+   dvc.lock (approximate: the time between one stage's last output and the previous one's).
+   Making the log (about 15 minutes; not part of ``make bench``):
+
+       python -m benchmarks.repro --clean-clone reports/repro.log
+
+2. ``noop``: ``dvc repro`` and ``dvc status`` on this checkout once it is reproduced (goal <= 2 s),
+   and the no-op Prefect flow (its temporary server's start is not timed).
+7. ``flow``: benchmarks/flow_speedup.py (reproduces a whole DAG in a temporary copy: slow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.common import ROOT, Section, seconds
+
+DONE = re.compile(r"^(\d\d):(\d\d):(\d\d) \S+ INFO stage (\S+): done in ([\d.]+) s", re.M)
+TOTAL = re.compile(r"^# dvc repro wall time: ([\d.]+) s", re.M)
+PROJECT_FILES = [".dvc/config", ".dvc/.gitignore", "dvc.yaml", "params.yaml", "digit", "pipeline"]
+
+
+def parse_log(text: str) -> tuple[list[tuple[str, float]], float | None]:
+    """(stage, seconds) in the order they finished, and the total wall time if the log has it."""
+    stages = [(m.group(4), float(m.group(5))) for m in DONE.finditer(text)]
+    total = TOTAL.search(text)
+    return stages, float(total.group(1)) if total else None
+
+
+def from_lock(root: Path) -> list[tuple[str, float]]:
+    """Approximate stage times from when each stage's outputs were last written."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    done = []
+    for name, entry in lock.items():
+        mtimes = [_mtime(root / out["path"]) for out in entry.get("outs", [])]
+        mtimes = [m for m in mtimes if m is not None]
+        if mtimes:
+            done.append((max(mtimes), name))
+    done.sort()
+    return [(name, t - prev) for (prev, _), (t, name) in zip(done, done[1:], strict=False)]
+
+
+def _mtime(path: Path) -> float | None:
+    if not path.exists():
+        return None
+    if path.is_file():
+        return path.stat().st_mtime
+    return max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=None)
+
+
+def run_repro(opts) -> Section:
+    if opts.repro_log:
+        stages, total = parse_log(Path(opts.repro_log).read_text())
+        source = f"the log {opts.repro_log}"
+    else:
+        stages, total = from_lock(ROOT), None
+        source = "output modification times in dvc.lock (approximate)"
+    if not stages:
+        sys.exit("error: --repro-log: no 'stage X: done in N s' lines found")
+    summed = sum(t for _, t in stages)
+    total = total or summed
+    rows = [{"stage": "**total**", "seconds": total, "share": "100%"}]
+    for name, t in sorted(stages, key=lambda s: -s[1]):
+        rows.append({"stage": name, "seconds": t, "share": f"{t / total:.1%}"})
+    return Section(
+        key="repro",
+        title="1. Full `dvc repro` of the embedded default: total and per stage",
+        measured=f"read from {source}",
+        rows=rows,
+        notes=[
+            f"From {source}; {len(stages)} stages, {summed / 60:.1f} min inside the stages, "
+            f"{total / 60:.1f} min wall (DVC's own hashing and checks are the difference). "
+            f"Goal: 15 min or less on 2 cores ({'met' if total <= 900 else 'NOT met'})."
+        ],
+    )
+
+
+def dvc(*args: str, cwd: Path = ROOT) -> str:
+    proc = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"error: dvc {' '.join(args)} failed: {proc.stderr.strip()[-300:]}")
+    return proc.stdout + proc.stderr
+
+
+def run_noop(opts) -> Section:
+    if "up to date" not in dvc("status"):
+        sys.exit("error: item noop: this checkout is not reproduced (`dvc status` is not clean)")
+    t_status = seconds(lambda: dvc("status"), repeat=3)
+    t_repro = seconds(lambda: dvc("repro"), repeat=3)
+    n_stages = len(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"])
+    rows = [
+        {"command": "`dvc status`", "seconds (best of 3)": t_status},
+        {"command": "`dvc repro` (no-op)", "seconds (best of 3)": t_repro},
+    ]
+    if not opts.quick:
+        from prefect.testing.utilities import prefect_test_harness
+
+        from pipeline import flow
+
+        with prefect_test_harness(server_startup_timeout=300):
+            t_flow = seconds(lambda: flow.run(ROOT))
+        rows.append({"command": "Prefect flow (no-op)", "seconds (best of 3)": t_flow})
+    return Section(
+        key="noop",
+        title="2. No-op `dvc repro`, `dvc status` and the no-op flow",
+        rows=rows,
+        notes=[
+            f"On this checkout after a full reproduction: {n_stages} stage entries in dvc.lock. "
+            f"Goal: no-op `dvc repro` in 2 s or less ({'met' if t_repro <= 2 else 'NOT met'}). "
+            "The flow row is one run; its temporary Prefect server's start is not timed."
+        ],
+    )
+
+
+def run_flow(opts) -> Section:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "flow_speedup.py")]
+    if opts.quick:
+        cmd += ["--preset", "smoke"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"error: flow_speedup.py failed: {proc.stderr.strip()[-500:]}")
+    return Section(
+        key="flow",
+        title="7. Concurrent stages under the Prefect flow vs sequential `dvc repro`",
+        notes=[
+            proc.stdout.strip(),
+            "From benchmarks/flow_speedup.py"
+            + (" on the smoke preset." if opts.quick else " on the embedded default."),
+        ],
+    )
+
+
+def clean_clone(log: Path) -> None:
+    """Copy the project to a temporary git checkout, time `dvc repro` there, keep the log."""
+    work = Path(tempfile.mkdtemp(prefix="bench_repro_"))
+    for name in PROJECT_FILES:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, work / name)
+    git = ["git", "-c", "user.name=digit", "-c", "user.email=digit@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "init"], cwd=work, check=True)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.run(
+            ["dvc", "repro"], cwd=work, stdout=f, stderr=subprocess.STDOUT, env=env
+        )
+    total = time.perf_counter() - t0
+    with open(log, "a") as f:
+        f.write(f"# dvc repro wall time: {total:.1f} s (exit {proc.returncode}, in {work})\n")
+    print(f"dvc repro: {total:.1f} s, exit {proc.returncode}; log {log}")
+    if proc.returncode == 0:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="time a full `dvc repro` in a clean clone")
+    parser.add_argument("--clean-clone", metavar="LOG", required=True, type=Path)
+    clean_clone(parser.parse_args().clean_clone)
+
+
+if __name__ == "__main__":
+    main()
