@@ -50,7 +50,9 @@ def fmt(v: Any, digits: int = 3) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False, floatfmt=".3f", missingval="-")
+    # Object cells keep integers (K, counts) as integers and let missing values print as "-".
+    cells = df.astype(object).where(df.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=".3f", missingval="-")
 
 
 @dataclass
