@@ -12,24 +12,13 @@ Measures, with random weights and random tokens (the cost does not depend on the
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.gpu import cuda_time  # noqa: E402
 from digit.gpt import build_gpt, count_params  # noqa: E402
-
-
-def timed(fn, warmup: int = 3, iters: int = 10) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / iters
 
 
 def gpt_step(batch: int, prefix: bool, tf32: bool) -> None:
@@ -49,7 +38,7 @@ def gpt_step(batch: int, prefix: bool, tf32: bool) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    s = timed(step)
+    s = cuda_time(step, warmup=3, iters=10)
     name = "stage2 (prefix 256)" if prefix else "ar"
     print(
         f"gpt base {name}: {count_params(model) / 1e6:.0f}M params, batch {batch}, "
@@ -69,7 +58,9 @@ def dinov2(batch: int) -> None:
     model = timm.create_model("vit_base_patch14_reg4_dinov2", pretrained=False, img_size=224)
     model = model.cuda().eval()
     x = torch.randn(batch, 3, 224, 224, device="cuda")
-    s = timed(lambda: model.forward_intermediates(x, indices=[9], intermediates_only=True))
+    s = cuda_time(
+        lambda: model.forward_intermediates(x, indices=[9], intermediates_only=True), 3, 10
+    )
     print(f"dinov2 vitb14_reg4 224px to block 10, batch {batch}, fp32: {batch / s:.0f} img/s")
 
 
