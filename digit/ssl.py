@@ -10,6 +10,7 @@ table shows the encoder trained without it too (FINDINGS.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -125,6 +126,53 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _fit(
+    encoder: FrozenEncoder,
+    head: nn.Module,
+    images: torch.Tensor,
+    cfg: SimCLRConfig | MAEConfig,
+    seed: int,
+    device: str,
+    progress: bool,
+    desc: str,
+    batch_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+) -> list[dict]:
+    """The loop both objectives share: AdamW over encoder + head, linear warm-up then cosine,
+    one seeded permutation per epoch, full batches only (BatchNorm needs them).
+    ``batch_loss(x, g)``: the objective's loss on a preprocessed batch. Returns per-epoch history."""
+    g = torch.Generator().manual_seed(seed)
+    encoder.to(device).train()
+    head.to(device)
+    params = list(encoder.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = images.shape[0]
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // batch)  # drop the ragged last batch
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    history, step = [], 0
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, mininterval=1.0)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(n, generator=g)
+        losses = []
+        for i in range(steps_per_epoch):
+            idx = order[i * batch : (i + 1) * batch]
+            loss = batch_loss(encoder.preprocess(images[idx].to(device)), g)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, warmup, cfg.lr)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4g}", epoch=epoch)
+        history.append({"epoch": epoch, "loss": sum(losses) / len(losses)})
+    bar.close()
+    encoder.eval()
+    return history
+
+
 def train_simclr(
     encoder: FrozenEncoder,
     images: torch.Tensor,
@@ -134,41 +182,15 @@ def train_simclr(
     progress: bool = True,
 ) -> list[dict]:
     """Train ``encoder`` in place on uint8 images (N, H, W, C); returns per-epoch history."""
-    g = torch.Generator().manual_seed(seed)
-    encoder.to(device).train()
-    projector = Projector(encoder.dim, cfg.proj_dim).to(device)
-    params = list(encoder.parameters()) + list(projector.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = images.shape[0]
-    batch = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // batch)  # drop the ragged last batch: BN needs full batches
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    history, step = [], 0
-    bar = tqdm(total=total, desc="ssl simclr", unit="step", disable=not progress, mininterval=1.0)
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(n, generator=g)
-        losses = []
-        for i in range(steps_per_epoch):
-            idx = order[i * batch : (i + 1) * batch]
-            x = encoder.preprocess(images[idx].to(device))
-            v1, v2 = augment(x, cfg.augment, g), augment(x, cfg.augment, g)
-            h = encoder.patch_features(torch.cat([v1, v2])).mean(1)  # (2B, D) pooled
-            z = projector(h)
-            loss = nt_xent(z[: len(idx)], z[len(idx) :], cfg.temperature)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, warmup, cfg.lr)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            step += 1
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
-        history.append({"epoch": epoch, "loss": sum(losses) / len(losses)})
-    bar.close()
-    encoder.eval()
-    return history
+    projector = Projector(encoder.dim, cfg.proj_dim)
+
+    def batch_loss(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        v1, v2 = augment(x, cfg.augment, g), augment(x, cfg.augment, g)
+        h = encoder.patch_features(torch.cat([v1, v2])).mean(1)  # (2B, D) pooled
+        z = projector(h)
+        return nt_xent(z[: len(x)], z[len(x) :], cfg.temperature)
+
+    return _fit(encoder, projector, images, cfg, seed, device, progress, "ssl simclr", batch_loss)
 
 
 @torch.no_grad()
@@ -249,42 +271,16 @@ def train_mae(
         raise ValueError(
             f"the MAE decoder upsamples by 4; encoder {encoder.name} has patch {encoder.patch}"
         )
-    g = torch.Generator().manual_seed(seed)
-    encoder.to(device).train()
     grid = encoder.grid()[0]
-    decoder = PixelDecoder(encoder.dim, images.shape[-1]).to(device)
-    params = list(encoder.parameters()) + list(decoder.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = images.shape[0]
-    batch = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // batch)
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    history, step = [], 0
-    bar = tqdm(total=total, desc="ssl mae", unit="step", disable=not progress, mininterval=1.0)
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(n, generator=g)
-        losses = []
-        for i in range(steps_per_epoch):
-            idx = order[i * batch : (i + 1) * batch]
-            x = encoder.preprocess(images[idx].to(device))
-            mask = patch_mask(len(idx), grid, cfg.mask_ratio, g).to(device)
-            pixel_mask = mask.repeat_interleave(4, 1).repeat_interleave(4, 2)[:, None].float()
-            f = encoder.patch_features(x * (1 - pixel_mask) + 0.5 * pixel_mask)  # (B, L, D)
-            recon = decoder(f.transpose(1, 2).reshape(len(idx), encoder.dim, grid, grid))
-            err = (recon - x).pow(2)
-            weight = pixel_mask if cfg.mask_ratio > 0 else torch.ones_like(pixel_mask)
-            loss = (err * weight).sum() / (weight.sum() * x.shape[1]).clamp_min(1.0)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, warmup, cfg.lr)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            step += 1
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch)
-        history.append({"epoch": epoch, "loss": sum(losses) / len(losses)})
-    bar.close()
-    encoder.eval()
-    return history
+    decoder = PixelDecoder(encoder.dim, images.shape[-1])
+
+    def batch_loss(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        mask = patch_mask(len(x), grid, cfg.mask_ratio, g).to(x.device)
+        pixel_mask = mask.repeat_interleave(4, 1).repeat_interleave(4, 2)[:, None].float()
+        f = encoder.patch_features(x * (1 - pixel_mask) + 0.5 * pixel_mask)  # (B, L, D)
+        recon = decoder(f.transpose(1, 2).reshape(len(x), encoder.dim, grid, grid))
+        err = (recon - x).pow(2)
+        weight = pixel_mask if cfg.mask_ratio > 0 else torch.ones_like(pixel_mask)
+        return (err * weight).sum() / (weight.sum() * x.shape[1]).clamp_min(1.0)
+
+    return _fit(encoder, decoder, images, cfg, seed, device, progress, "ssl mae", batch_loss)

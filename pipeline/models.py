@@ -19,6 +19,7 @@ import numpy as np
 from digit.gpt import GPT
 from digit.vq import VQVAE, VQConfig
 from pipeline import io
+from pipeline.stage import StageError
 
 
 @dataclass
@@ -33,20 +34,33 @@ def load_tokens(path: str) -> Tokens:
     return Tokens(tokens=g["tokens"][:], vocab=int(g.attrs["k"]), kind=str(g.attrs["kind"]))
 
 
+def check_rows(tokens: Tokens, n_images: int, path: str) -> None:
+    """A token set must have one row per image of data/images.zarr."""
+    if len(tokens.tokens) != n_images:
+        raise StageError(
+            f"{path}: {len(tokens.tokens)} token rows but {n_images} images; "
+            "re-run the stages that write them"
+        )
+
+
 def _weights(module) -> dict[str, Any]:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def _checkpoint(kind: str, config_key: str, config: Any, module, step: int, extra: dict) -> dict:
+    return {
+        "kind": kind,
+        config_key: dataclasses.asdict(config),
+        "state_dict": _weights(module),
+        "step": step,
+        **extra,
+    }
 
 
 def gpt_checkpoint(model: GPT, step: int, **extra: Any) -> dict[str, Any]:
     """A GPT model file: config, weights, step, and ``extra`` (resolved params, objective, token
     kind, metrics)."""
-    return {
-        "kind": "gpt",
-        "model_config": dataclasses.asdict(model.config),
-        "state_dict": _weights(model),
-        "step": step,
-        **extra,
-    }
+    return _checkpoint("gpt", "model_config", model.config, model, step, extra)
 
 
 def load_gpt(path: str, device: str = "cpu") -> tuple[GPT, dict[str, Any]]:
@@ -60,13 +74,7 @@ def load_gpt(path: str, device: str = "cpu") -> tuple[GPT, dict[str, Any]]:
 
 def vq_checkpoint(model: VQVAE, step: int, **extra: Any) -> dict[str, Any]:
     """A VQ autoencoder model file: config, weights (codebook buffers included), step, ``extra``."""
-    return {
-        "kind": "vq",
-        "vq_config": dataclasses.asdict(model.cfg),
-        "state_dict": _weights(model),
-        "step": step,
-        **extra,
-    }
+    return _checkpoint("vq", "vq_config", model.cfg, model, step, extra)
 
 
 def load_vq(path: str, device: str = "cpu") -> tuple[VQVAE, dict[str, Any]]:

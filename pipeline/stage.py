@@ -67,6 +67,19 @@ def stage(name: str, params_path: str = "params.yaml") -> Iterator[Params]:
     log.info("stage %s: done in %.1f s", name, time.perf_counter() - start)
 
 
+def apply_variant(
+    params: Params, section: str, variants: dict[str, dict], variant: str | None
+) -> Params:
+    """``params`` with the overrides of ``--variant`` applied to ``params.<section>``: a DVC stage
+    such as ssl_nonoise or vq_noise is its base stage with one named change to the recipe."""
+    if variant is None:
+        return params
+    if variant not in variants:
+        raise StageError(f"--variant: expected one of {', '.join(variants)}; got {variant!r}")
+    old = getattr(params, section)
+    return params.model_copy(update={section: old.model_copy(update=variants[variant])})
+
+
 def seed_everything(seed: int) -> None:
     import torch
 

@@ -46,6 +46,7 @@ from digit.generate import maskgit_mask
 from digit.gpt import GPT, build_gpt
 from pipeline import ddp, io
 from pipeline.ddp import Rank
+from pipeline.models import gpt_checkpoint
 from pipeline.params import GPTModelFields, TrainFields
 from pipeline.stage import StageError
 
@@ -484,6 +485,93 @@ def train_config(section: TrainFields, seed: int) -> TrainConfig:
         },
         seed=seed,
     )
+
+
+@dataclass
+class StageRun:
+    """One transformer trained by a stage (ar, stage2): its config, history and checkpoints."""
+
+    name: str
+    cfg: TrainConfig
+    history: list[dict[str, float]]
+    seconds: float
+    checkpoints: Checkpoints
+    params: dict[str, Any]  # the resolved params.yaml, stored in the model file
+    is_main: bool  # False on the DDP ranks that write nothing
+
+
+def train_stage(
+    name: str,
+    model: GPT,
+    objective: Objective,
+    train_data: dict[str, Tensor],
+    val_data: dict[str, Tensor],
+    section: TrainFields,
+    params: Any,
+    *,
+    checkpoints: str,
+    live: str,
+    device: str,
+    rank: Rank | None,
+    code: tuple[Any, ...],
+    meta: dict[str, Any] | None = None,
+) -> StageRun:
+    """``train`` as a stage runs it: the config from ``section``, resumable checkpoints keyed by
+    everything that decides the result (model and train configs, objective, the source of
+    ``code`` modules and the data), dvclive curves under ``live``."""
+    cfg = train_config(section, params.seed)
+    fp = fingerprint(
+        name,
+        dataclasses.asdict(model.config),
+        dataclasses.asdict(cfg),
+        str(objective),
+        code_fingerprint(*code),
+        *[train_data[k] for k in sorted(train_data)],
+        *[val_data[k] for k in sorted(val_data)],
+    )
+    ck = Checkpoints(checkpoints, fp)
+    resolved = params.model_dump(mode="json")
+    t0 = time.perf_counter()
+    history = train(
+        model,
+        objective,
+        train_data,
+        val_data,
+        cfg,
+        device=device,
+        checkpoints=ck,
+        live_dir=live,
+        meta={"name": name, **(meta or {}), "params": resolved},
+        desc=name,
+        rank=rank,
+    )
+    seconds = time.perf_counter() - t0
+    return StageRun(name, cfg, history, seconds, ck, resolved, rank is None or rank.is_main)
+
+
+def finish_stage(
+    run: StageRun,
+    model: GPT,
+    objective: Objective,
+    out: str,
+    metrics: str,
+    summary: dict[str, Any],
+    **extra: Any,
+) -> None:
+    """Write the model file (config, weights, params, train config, metrics, ``extra``) and the
+    metrics, then drop the training checkpoints: the run is finished."""
+    ckpt = gpt_checkpoint(
+        model,
+        run.cfg.steps,
+        objective=dataclasses.asdict(objective),
+        params=run.params,
+        train_config=dataclasses.asdict(run.cfg),
+        metrics=summary,
+        **extra,
+    )
+    io.save_torch(out, ckpt)
+    io.write_json(metrics, summary)
+    run.checkpoints.clean()
 
 
 def build_model(section: GPTModelFields, **fixed: Any) -> GPT:

@@ -11,10 +11,8 @@ model of the train tokens, which tell how much of the gain comes from context.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-import time
 
 import numpy as np
 import torch
@@ -22,32 +20,16 @@ import torch
 import digit.gpt
 import pipeline.train
 from digit.gpt import count_params
-from pipeline import ddp, io
-from pipeline.artifacts import Images, load_images
-from pipeline.models import Tokens, gpt_checkpoint, load_tokens
+from pipeline import ddp
+from pipeline.artifacts import load_images
+from pipeline.models import check_rows, load_tokens
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
-from pipeline.train import (
-    Checkpoints,
-    Objective,
-    build_model,
-    code_fingerprint,
-    fingerprint,
-    train,
-    train_config,
-)
+from pipeline.train import Objective, build_model, finish_stage, train_stage
 
 log = logging.getLogger("digit.ar")
 
 CONDITIONINGS = ("none", "class")
-
-
-def check_rows(tokens: Tokens, data: Images, path: str) -> None:
-    if len(tokens.tokens) != len(data.labels):
-        raise StageError(
-            f"{path}: {len(tokens.tokens)} token rows but {len(data.labels)} images; "
-            "re-run the stages that write them"
-        )
 
 
 def unigram_bits(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab: int) -> float:
@@ -73,7 +55,7 @@ def run(
     rank, device = ddp.setup(resolve_device(params.device))
     tok = load_tokens(tokens)
     data = load_images(images, with_pixels=False)
-    check_rows(tok, data, tokens)
+    check_rows(tok, len(data.labels), tokens)
     x = torch.from_numpy(tok.tokens.astype(np.int64))  # (N, L)
     train_data, val_data = {"tokens": x[data.train]}, {"tokens": x[data.val]}
     n_classes = 0
@@ -85,17 +67,6 @@ def run(
     torch.manual_seed(params.seed)
     model = build_model(params.ar, vocab_size=tok.vocab, block_size=x.shape[1], n_classes=n_classes)
     objective = Objective(class_dropout=params.ar.class_dropout if n_classes else 0.0)
-    cfg = train_config(params.ar, params.seed)
-    fp = fingerprint(
-        name,
-        dataclasses.asdict(model.config),
-        dataclasses.asdict(cfg),
-        str(objective),
-        code_fingerprint(digit.gpt, pipeline.train),
-        x,
-    )
-    ck = Checkpoints(checkpoints, fp)
-    meta = {"name": name, "params": params.model_dump(mode="json")}
     log.info(
         "ar_%s: %s GPT, %.2fM params, vocab %d, %d tokens, %s",
         name,
@@ -105,24 +76,23 @@ def run(
         x.shape[1],
         f"{n_classes} classes" if n_classes else "unconditional",
     )
-    t0 = time.perf_counter()
-    history = train(
+    done = train_stage(
+        f"ar_{name}",
         model,
         objective,
         train_data,
         val_data,
-        cfg,
+        params.ar,
+        params,
+        checkpoints=checkpoints,
+        live=live,
         device=device,
-        checkpoints=ck,
-        live_dir=live,
-        meta=meta,
-        desc=f"ar_{name}",
         rank=rank,
+        code=(digit.gpt, pipeline.train),
     )
-    if rank is not None and not rank.is_main:
+    if not done.is_main:
         return {}  # rank 0 writes the model and metrics
-    seconds = time.perf_counter() - t0
-    last = history[-1]
+    last, cfg = done.history[-1], done.cfg
     summary = {
         "name": name,
         "tokens": tok.kind,
@@ -139,28 +109,24 @@ def run(
             unigram_bits(tok.tokens[data.train], tok.tokens[data.val], tok.vocab), 4
         ),
         "train_loss_smoothed": round(last["train/loss"], 4),  # with label smoothing
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(done.seconds, 1),
         "train_tokens_per_second": round(
-            (cfg.steps * min(cfg.batch_size, len(data.train)) * x.shape[1]) / max(seconds, 1e-9)
+            (cfg.steps * min(cfg.batch_size, len(data.train)) * x.shape[1])
+            / max(done.seconds, 1e-9)
         ),
     }
-    io.save_torch(
+    finish_stage(
+        done,
+        model,
+        objective,
         out,
-        gpt_checkpoint(
-            model,
-            cfg.steps,
-            name=name,
-            objective=dataclasses.asdict(objective),
-            conditioning=conditioning,
-            class_names=data.class_names if n_classes else [],
-            token_kind=tok.kind,
-            params=meta["params"],
-            train_config=dataclasses.asdict(cfg),
-            metrics=summary,
-        ),
+        metrics,
+        summary,
+        name=name,
+        conditioning=conditioning,
+        class_names=data.class_names if n_classes else [],
+        token_kind=tok.kind,
     )
-    io.write_json(metrics, summary)
-    ck.clean()
     log.info(
         "ar_%s: val %.4f nats = %.4f bits / token (unigram %.3f, uniform %.3f)",
         name,

@@ -35,29 +35,36 @@ def conditional_accuracy(weights: str, images: np.ndarray, labels: np.ndarray, d
     return round(accuracy(load_evalnet(weights, device), images, labels), 4)
 
 
-def run(params: Params, name: str, samples: str, images: str, evalnet: str, metrics: str) -> dict:
-    device = resolve_device(params.device)
+def fidelity(params: Params, images: np.ndarray, ref: np.ndarray, evalnet: str) -> dict:
+    """FID / IS / KID / precision-recall of ``images`` against ``ref`` with the params' extractor
+    (a missing weights file is one line naming its params key)."""
     extractor, weights, key = extractor_weights(params, evalnet)
-    gen = io.open_group(samples)
-    data = load_images(images)
-    ref = data.images[data.val]
-    t0 = time.perf_counter()
+    e = params.evaluate
     try:
-        result = compute_metrics(
-            gen["images"][:],
+        return compute_metrics(
+            images,
             ref,
             extractor=extractor,
             weights_path=weights,
-            device=device,
-            batch_size=params.evaluate.batch_size,
-            prc=params.evaluate.prc,
-            kid_subset_size=params.evaluate.kid_subset_size,
-            isc_splits=params.evaluate.isc_splits,
+            device=resolve_device(params.device),
+            batch_size=e.batch_size,
+            prc=e.prc,
+            kid_subset_size=e.kid_subset_size,
+            isc_splits=e.isc_splits,
             seed=params.seed,
             weights_key=key,
         )
     except FileNotFoundError as err:
         raise StageError(str(err)) from None
+
+
+def run(params: Params, name: str, samples: str, images: str, evalnet: str, metrics: str) -> dict:
+    device = resolve_device(params.device)
+    gen = io.open_group(samples)
+    data = load_images(images)
+    ref = data.images[data.val]
+    t0 = time.perf_counter()
+    result = fidelity(params, gen["images"][:], ref, evalnet)
     result = {"set": name, **result, "reference": f"val split ({len(ref)} images)"}
     conditional = gen.attrs.get("source") == "sample" and "labels" in gen
     if conditional and params.evaluate.extractor == "evalnet":
@@ -66,7 +73,9 @@ def run(params: Params, name: str, samples: str, images: str, evalnet: str, metr
         )
     result["seconds"] = round(time.perf_counter() - t0, 1)
     io.write_json(metrics, result)
-    log.info("%s: FID %.3f IS %.3f (%s)", name, result["fid"], result["isc_mean"], extractor)
+    log.info(
+        "%s: FID %.3f IS %.3f (%s)", name, result["fid"], result["isc_mean"], result["extractor"]
+    )
     return result
 
 

@@ -31,10 +31,9 @@ from digit.gpt import GPT
 from digit.vq import VQVAE, float_to_uint8, uint8_to_float
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.models import load_gpt, load_tokens, load_vq
+from pipeline.models import check_rows, load_gpt, load_tokens, load_vq
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
-from pipeline.stages.ar import check_rows
 from pipeline.train import seeded_generator
 
 log = logging.getLogger("digit.generate")
@@ -225,7 +224,7 @@ def run(
     elif source == "gt":
         rows = val_subset(params, data.is_val)
         disc = load_tokens(tokens)
-        check_rows(disc, data, tokens)
+        check_rows(disc, len(data.labels), tokens)
         seq = torch.from_numpy(disc.tokens[rows].astype(np.int64))
         labels = torch.from_numpy(data.labels[rows])
         check_vocab(tokens, disc.vocab, s2.config.prefix_vocab_size, stage2)

@@ -14,13 +14,12 @@ import time
 
 from tqdm import tqdm
 
-from digit.metrics.fid import compute_metrics
 from pipeline import io
 from pipeline.artifacts import load_images
 from pipeline.models import load_gpt, load_vq
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
-from pipeline.stages.evaluate import extractor_weights
+from pipeline.stages.evaluate import extractor_weights, fidelity
 from pipeline.stages.generate import check_vocab, decode, render, sample_stage1
 
 log = logging.getLogger("digit.sampling")
@@ -39,7 +38,7 @@ def run(
     params: Params, stage1: str, stage2: str, vq: str, images: str, evalnet: str, metrics: str
 ) -> dict:
     device = resolve_device(params.device)
-    extractor, weights, key = extractor_weights(params, evalnet)
+    extractor = extractor_weights(params, evalnet)[0]
     data = load_images(images)
     ref = data.images[data.val]
     ar, _ = load_gpt(stage1, device)
@@ -62,22 +61,7 @@ def run(
         tokens, _, _ = sample_stage1(p, ar, n, device)
         vq_ids, _ = render(p, s2, tokens, device)
         pixels = decode(vq_model, vq_ids, p.generate.batch_size, device)
-        try:
-            result = compute_metrics(
-                pixels,
-                ref,
-                extractor=extractor,
-                weights_path=weights,
-                device=device,
-                batch_size=params.evaluate.batch_size,
-                prc=params.evaluate.prc,
-                kid_subset_size=params.evaluate.kid_subset_size,
-                isc_splits=params.evaluate.isc_splits,
-                seed=params.seed,
-                weights_key=key,
-            )
-        except FileNotFoundError as err:
-            raise StageError(str(err)) from None
+        result = fidelity(params, pixels, ref, evalnet)
         row |= {k: result[k] for k in KEEP if k in result}
         row["distinct_tokens"] = int(tokens.unique().numel())
         row["seconds"] = round(time.perf_counter() - t0, 1)

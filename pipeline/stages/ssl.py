@@ -26,9 +26,11 @@ from digit.ssl import (
 from pipeline import io
 from pipeline.artifacts import encoder_checkpoint, load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.stage import StageError, apply_variant, cli, resolve_device, stage
 
 log = logging.getLogger("digit.ssl")
+
+VARIANTS = {"nonoise": {"noise_aug": False}, "mae": {"objective": "mae"}}
 
 
 def encoder_kwargs(params: Params) -> dict:
@@ -80,11 +82,7 @@ def run(
     stability table, where Gaussian noise is the very perturbation being tested).
     ``variant="mae"``: the same encoder trained as a masked autoencoder (the reconstructive encoder
     of the encoder-kind ablation, the paper's Fig. 4a)."""
-    changes = {None: {}, "nonoise": {"noise_aug": False}, "mae": {"objective": "mae"}}
-    if variant not in changes:
-        raise StageError(f"--variant: expected one of nonoise, mae; got {variant!r}")
-    if changes[variant]:
-        params = params.model_copy(update={"ssl": params.ssl.model_copy(update=changes[variant])})
+    params = apply_variant(params, "ssl", VARIANTS, variant)
     device = resolve_device(params.device)
     kwargs = encoder_kwargs(params)
     try:

@@ -16,10 +16,8 @@ Besides the val loss, metrics report the val loss with every prefix swapped for 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-import time
 
 import numpy as np
 import torch
@@ -28,22 +26,18 @@ import digit.generate
 import digit.gpt
 import pipeline.train
 from digit.gpt import count_params
-from pipeline import ddp, io
+from pipeline import ddp
 from pipeline.artifacts import load_images
-from pipeline.models import gpt_checkpoint, load_tokens
+from pipeline.models import check_rows, load_tokens
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
-from pipeline.stages.ar import check_rows
 from pipeline.train import (
-    Checkpoints,
     Objective,
     build_model,
-    code_fingerprint,
     evaluate,
-    fingerprint,
+    finish_stage,
     seeded_generator,
-    train,
-    train_config,
+    train_stage,
 )
 
 log = logging.getLogger("digit.stage2")
@@ -68,8 +62,8 @@ def run(
     rank, device = ddp.setup(resolve_device(params.device))
     disc, vq = load_tokens(disc_tokens), load_tokens(vq_tokens)
     data = load_images(images, with_pixels=False)
-    check_rows(disc, data, disc_tokens)
-    check_rows(vq, data, vq_tokens)
+    check_rows(disc, len(data.labels), disc_tokens)
+    check_rows(vq, len(data.labels), vq_tokens)
     if disc.kind != "disc" or vq.kind != "vq":
         raise StageError(f"stage 2 reads disc tokens -> vq tokens, got {disc.kind} -> {vq.kind}")
     prefix = torch.from_numpy(disc.tokens.astype(np.int64))  # (N, P)
@@ -87,18 +81,6 @@ def run(
         causal=renderer == "ar",
     )
     objective = Objective(masked=renderer == "maskgit")
-    cfg = train_config(params.stage2, params.seed)
-    fp = fingerprint(
-        name,
-        dataclasses.asdict(model.config),
-        dataclasses.asdict(cfg),
-        str(objective),
-        code_fingerprint(digit.gpt, digit.generate, pipeline.train),
-        prefix,
-        target,
-    )
-    ck = Checkpoints(checkpoints, fp)
-    meta = {"name": name, "renderer": renderer, "params": params.model_dump(mode="json")}
     log.info(
         "stage2_%s: %s GPT, %.2fM params, prefix %d x K=%d -> %d VQ tokens",
         name,
@@ -108,37 +90,37 @@ def run(
         disc.vocab,
         target.shape[1],
     )
-    t0 = time.perf_counter()
-    history = train(
+    done = train_stage(
+        f"stage2_{name}",
         model,
         objective,
         train_data,
         val_data,
-        cfg,
+        params.stage2,
+        params,
+        checkpoints=checkpoints,
+        live=live,
         device=device,
-        checkpoints=ck,
-        live_dir=live,
-        meta=meta,
-        desc=f"stage2_{name}",
         rank=rank,
+        code=(digit.gpt, digit.generate, pipeline.train),
+        meta={"renderer": renderer},
     )
-    if rank is not None and not rank.is_main:
+    if not done.is_main:
         return {}  # rank 0 writes the model and metrics
-    seconds = time.perf_counter() - t0
     # The same val rows with each prefix taken from another image (a fixed derangement).
     order = torch.randperm(len(data.val), generator=seeded_generator(params.seed, 4))
     other = torch.empty_like(order)
     other[order] = order.roll(1)  # row order[i] takes the prefix of row order[i - 1]
     shuffled = {"tokens": val_data["tokens"], "prefix": val_data["prefix"][other]}
-    val_shuffled = evaluate(model, objective, shuffled, cfg.eval_batch_size, cfg.seed)
-    last = history[-1]
+    val_shuffled = evaluate(model, objective, shuffled, done.cfg.eval_batch_size, params.seed)
+    last = done.history[-1]
     summary = {
         "name": name,
         "renderer": renderer,
         "prefix_vocab": disc.vocab,
         "vq_vocab": vq.vocab,
         "n_params": count_params(model),
-        "steps": cfg.steps,
+        "steps": done.cfg.steps,
         # ar: nats per VQ token given the prefix; maskgit: per masked token at random mask ratios
         "val_loss": round(last["val/loss"], 4),
         "val_bits_per_token": round(last["val/bits_per_token"], 4),
@@ -146,23 +128,9 @@ def run(
         "val_bits_per_token_shuffled_prefix": round(val_shuffled / math.log(2), 4),
         "uniform_bits_per_token": round(math.log2(vq.vocab), 4),
         "train_loss_smoothed": round(last["train/loss"], 4),
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(done.seconds, 1),
     }
-    io.save_torch(
-        out,
-        gpt_checkpoint(
-            model,
-            cfg.steps,
-            name=name,
-            renderer=renderer,
-            objective=dataclasses.asdict(objective),
-            params=meta["params"],
-            train_config=dataclasses.asdict(cfg),
-            metrics=summary,
-        ),
-    )
-    io.write_json(metrics, summary)
-    ck.clean()
+    finish_stage(done, model, objective, out, metrics, summary, name=name, renderer=renderer)
     log.info(
         "stage2_%s: val %.4f bits / VQ token (%.4f with shuffled prefixes)",
         name,

@@ -31,7 +31,7 @@ from pipeline import io
 from pipeline.artifacts import load_images
 from pipeline.models import vq_checkpoint
 from pipeline.params import Params, encoder_patch
-from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.stage import apply_variant, cli, resolve_device, stage
 from pipeline.train import (
     Checkpoints,
     CurveLogger,
@@ -122,10 +122,7 @@ def run(
     """``variant="noise"``: the same VQ trained with Gaussian pixel noise on its inputs (clean
     targets), a control for the stability table: the discriminative encoder sees that noise in its
     augmentations, so a fair comparison gives the VQ the same chance (vq.noise_p, vq.noise_snr_db)."""
-    if variant not in (None, "noise"):
-        raise StageError(f"--variant: expected noise, got {variant!r}")
-    if variant == "noise":
-        params = params.model_copy(update={"vq": params.vq.model_copy(update={"noise_aug": True})})
+    params = apply_variant(params, "vq", {"noise": {"noise_aug": True}}, variant)
     device = resolve_device(params.device)
     data = load_images(images)
     train_images = torch.from_numpy(data.images[data.train])
