@@ -8,6 +8,10 @@ runs against a temporary Prefect server whose start is not timed. Prints a markd
 
     python benchmarks/flow_speedup.py                    # embedded default, codebook.niter + 1
     python benchmarks/flow_speedup.py --preset smoke     # tiny sizes
+    python benchmarks/flow_speedup.py --whole LOG        # the whole DAG from nothing, vs that
+                                                         # benchmarks.repro log's dvc repro time
+    python benchmarks/flow_speedup.py --base DIR         # start from a reproduced checkout DIR
+                                                         # (e.g. benchmarks.repro --keep's)
 """
 
 from __future__ import annotations
@@ -46,39 +50,82 @@ def bump(work: Path, key: str) -> None:
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def fresh_copy(work: Path, preset: str | None) -> None:
+    """The project's code and params in ``work``, a git checkout with one commit, no outputs."""
+    for name in COPY:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, work / name)
+    sh(work, "git", "init", "-q")
+    # dvclive (the training curves) needs a commit to start from, as in any real checkout.
+    git = ["git", "-c", "user.name=digit", "-c", "user.email=d@localhost"]
+    sh(work, *git, "commit", "-q", "--allow-empty", "-m", "init")
+    if preset:
+        sh(work, sys.executable, "-m", "pipeline.params", "apply", preset)
+
+
+def timed_flow(work: Path) -> tuple[float, dict]:
+    """Wall time of the flow over ``work`` against a temporary Prefect server (start not timed)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipeline.flow import run
+
+    with prefect_test_harness(server_startup_timeout=300):
+        start = time.perf_counter()
+        outcome = run(work)
+        return time.perf_counter() - start, outcome
+
+
+def whole(repro_log: Path, preset: str | None) -> None:
+    """The whole DAG from nothing under the flow, against a `dvc repro` log of the same DAG."""
+    from benchmarks.repro import parse_log
+    from pipeline.params import load
+
+    stages, t_seq = parse_log(repro_log.read_text())
+    if t_seq is None:
+        sys.exit(f"error: --whole {repro_log}: no '# dvc repro wall time' line")
+    work = Path(tempfile.mkdtemp(prefix="flow_whole_"))
+    fresh_copy(work, preset)
+    t_flow, outcome = timed_flow(work)
+    ran = sum(o == "ran" for o in outcome.values())
+    assert "up to date" in sh(work, "dvc", "status"), "dvc status not clean after the flow"
+    parallel = load(work / "params.yaml").flow.max_parallel
+    print(
+        f"| whole DAG from nothing | `dvc repro` ({repro_log.name}) | flow, max_parallel {parallel} |"
+    )
+    print("|---|---|---|")
+    print(f"| {ran} stages ({len(stages)} in the log) | {t_seq:.1f} s | {t_flow:.1f} s |")
+    print(f"\nspeed-up {t_seq / t_flow:.2f}x on {os.cpu_count()} cores")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default=None)
     parser.add_argument("--param", default="codebook.niter", help="an int param to increment")
+    parser.add_argument("--base", type=Path, default=None, help="an already reproduced checkout")
+    parser.add_argument(
+        "--whole",
+        type=Path,
+        default=None,
+        metavar="REPRO_LOG",
+        help=("time the whole DAG from nothing under the flow against this benchmarks.repro log"),
+    )
     args = parser.parse_args()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    if args.whole:
+        whole(args.whole, args.preset)
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="flow_speedup_"))
-    base = tmp / "base"
-    for name in COPY:
-        (base / name).parent.mkdir(parents=True, exist_ok=True)
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
-        copy(ROOT / name, base / name)
-    sh(base, "git", "init", "-q")
-    # dvclive (the training curves) needs a commit to start from, as in any real checkout.
-    sh(
-        base,
-        "git",
-        "-c",
-        "user.name=digit",
-        "-c",
-        "user.email=d@localhost",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "init",
-    )
-    if args.preset:
-        sh(base, sys.executable, "-m", "pipeline.params", "apply", args.preset)
-    print(f"reproducing the whole DAG once in {base} ...", file=sys.stderr)
-    sh(base, "dvc", "repro")
+    base = args.base or tmp / "base"
+    if args.base is None:
+        fresh_copy(base, args.preset)
+        print(f"reproducing the whole DAG once in {base} ...", file=sys.stderr)
+        sh(base, "dvc", "repro")
+    elif "up to date" not in sh(base, "dvc", "status"):
+        sys.exit(f"error: --base {base}: not reproduced (`dvc status` is not clean)")
     seq, par = tmp / "sequential", tmp / "flow"
     for work in (seq, par):
         shutil.copytree(base, work, symlinks=True)
@@ -89,15 +136,9 @@ def main() -> None:
     t_seq = time.perf_counter() - start
     stages = sorted(set(re.findall(r"Running stage '([^']+)'", out)))
 
-    from prefect.testing.utilities import prefect_test_harness
-
-    from pipeline.flow import run
     from pipeline.params import load
 
-    with prefect_test_harness(server_startup_timeout=300):
-        start = time.perf_counter()
-        outcome = run(par)
-        t_flow = time.perf_counter() - start
+    t_flow, outcome = timed_flow(par)
     ran = sorted(n for n, o in outcome.items() if o == "ran")
     assert "up to date" in sh(par, "dvc", "status"), "dvc status not clean after the flow"
     load_avg = os.getloadavg()[0]

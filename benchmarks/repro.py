@@ -10,7 +10,8 @@
 
 2. ``noop``: ``dvc repro`` and ``dvc status`` on this checkout once it is reproduced (goal <= 2 s),
    and the no-op Prefect flow (its temporary server's start is not timed).
-7. ``flow``: benchmarks/flow_speedup.py (reproduces a whole DAG in a temporary copy: slow).
+7. ``flow``: benchmarks/flow_speedup.py (reproduces a whole DAG in a temporary copy: slow; or
+   ``--flow-base DIR`` starts from a reproduced checkout, such as the one ``--keep`` leaves).
 """
 
 from __future__ import annotations
@@ -130,22 +131,35 @@ def run_flow(opts) -> Section:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "flow_speedup.py")]
     if opts.quick:
         cmd += ["--preset", "smoke"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"error: flow_speedup.py failed: {proc.stderr.strip()[-500:]}")
+    if opts.flow_base:
+        cmd += ["--base", opts.flow_base]
+    blocks = []
+    if opts.flow_whole:
+        if not opts.repro_log:
+            sys.exit("error: --flow-whole needs --repro-log (the dvc repro it is compared with)")
+        blocks.append(_flow_speedup([*cmd, "--whole", opts.repro_log]))
+    blocks.append(_flow_speedup(cmd))
     return Section(
         key="flow",
         title="7. Concurrent stages under the Prefect flow vs sequential `dvc repro`",
         notes=[
-            proc.stdout.strip(),
+            *blocks,
             "From benchmarks/flow_speedup.py"
             + (" on the smoke preset." if opts.quick else " on the embedded default."),
         ],
     )
 
 
-def clean_clone(log: Path) -> None:
-    """Copy the project to a temporary git checkout, time `dvc repro` there, keep the log."""
+def _flow_speedup(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"error: flow_speedup.py failed: {proc.stderr.strip()[-500:]}")
+    return proc.stdout.strip()
+
+
+def clean_clone(log: Path, keep: bool = False) -> None:
+    """Copy the project to a temporary git checkout, time `dvc repro` there, keep the log (and
+    with ``keep`` the checkout, whose outputs and DVC cache can then be copied back)."""
     work = Path(tempfile.mkdtemp(prefix="bench_repro_"))
     for name in PROJECT_FILES:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
@@ -166,14 +180,16 @@ def clean_clone(log: Path) -> None:
     with open(log, "a") as f:
         f.write(f"# dvc repro wall time: {total:.1f} s (exit {proc.returncode}, in {work})\n")
     print(f"dvc repro: {total:.1f} s, exit {proc.returncode}; log {log}")
-    if proc.returncode == 0:
+    if proc.returncode == 0 and not keep:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="time a full `dvc repro` in a clean clone")
     parser.add_argument("--clean-clone", metavar="LOG", required=True, type=Path)
-    clean_clone(parser.parse_args().clean_clone)
+    parser.add_argument("--keep", action="store_true", help="keep the checkout (path in the log)")
+    args = parser.parse_args()
+    clean_clone(args.clean_clone, args.keep)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
     parser.add_argument("--out", default=str(ROOT / "reports" / "benchmarks.md"))
     parser.add_argument("--repro-log", default=None, help="item repro: a `dvc repro` log")
+    parser.add_argument("--flow-base", default=None, help="item flow: a reproduced checkout")
+    parser.add_argument(
+        "--flow-whole",
+        action="store_true",
+        help="item flow: the whole DAG from nothing under the flow, vs --repro-log's dvc repro",
+    )
     parser.add_argument("--gpu-json", default=str(ROOT / "reports" / "benchmarks_gpu.json"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     opts = parser.parse_args()

@@ -109,7 +109,20 @@ def test_changed_branch_runs_and_the_rest_skips(flow_runs):
     graph = flow_runs["graph_branch"]
     changed = flow_runs["changed"]
     branch = nx.ancestors(graph, changed) | {changed}  # edges point upstream
-    assert {f"ar@{changed.split('@')[1]}", "report"} <= branch
+    k = changed.split("@")[1]
+    per_k = (
+        "codebook",
+        "tokenize",
+        "token_eval",
+        "ar",
+        "stage2",
+        "generate",
+        "evaluate_k",
+        "probe",
+    )
+    assert {f"{s}@{k}" for s in per_k} | {"report"} <= branch, branch
+    # Nothing else: not the shared upstream, the main-K-only or VQ stages, nor the other K.
+    assert branch - {"report"} == {n for n in branch if n.endswith(f"@{k}")}, branch
     states = {n: t.state.name for n, t in tasks.items()}
     assert {states[n] for n in branch} == {"Completed"}, states
     assert {states[n] for n in set(tasks) - branch} == {"Skipped"}, states
