@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -216,6 +216,7 @@ class TrainFields(Section):
     # Data-parallel processes (pipeline/ddp.py): > 1 runs the stage under torchrun with DDP, gloo on
     # the CPU, nccl with one GPU each; the global batch stays batch_size.
     nproc: PosInt = 1
+    compile: StrictBool = False  # torch.compile the training steps (benchmarks: item 6)
 
     @model_validator(mode="after")
     def _shards(self) -> TrainFields:
