@@ -14,6 +14,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
 # Subprocesses (dvc, stages) must find the venv's executables.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+# The stages of every test project share one warm stage server (pipeline/warm.py), private to this
+# session and stopped at its end.
+os.environ.setdefault("DIGIT_WARM_DIR", tempfile.mkdtemp(prefix="digit-warm-"))
 
 
 @pytest.fixture
@@ -95,3 +98,9 @@ def clone_run(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst, symlinks=True, ignore=dvc_tmp)
     return dst
+
+
+def pytest_sessionfinish(session, exitstatus):
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.warm", "stop"], cwd=ROOT, capture_output=True, timeout=60
+    )

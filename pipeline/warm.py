@@ -1,0 +1,429 @@
+"""Warm stage starts: a fork server that has torch and the other heavy libraries imported already.
+
+Every DVC stage is a fresh ``python -m pipeline.stages.<name>`` process, and importing torch,
+torchvision and torch-fidelity takes 3 to 8 s of a 2-core CPU before the stage does any work: on the
+65-stage default that is about 4 minutes of every ``dvc repro``, and more of the tests. So a stage
+process (the caller) first looks for this server:
+
+- none running: the caller starts one in the background (``python -m pipeline.warm serve``) and
+  runs its stage itself, cold, as always. The server imports the libraries of ``PRELOAD`` once, then
+  listens on a socket private to this user and this virtual environment.
+- one listening: the caller hands over its argv, working directory, environment and stdin / stdout /
+  stderr; the server forks a child that runs the stage exactly as ``python -m`` would, and the
+  caller exits with the child's exit status or dies by the child's signal. DVC, the Prefect flow and
+  the tests see an ordinary process.
+
+What keeps it honest:
+
+- Only third-party libraries are preloaded. The child drops every module of this project
+  (``digit``, ``pipeline``, ...) and puts the caller's directory first on ``sys.path`` before it runs
+  the stage, so the files on disk are the ones that run, whichever checkout the caller is in.
+- The child takes the caller's environment and sets torch's and the BLAS / OpenMP thread counts from
+  it (``OMP_NUM_THREADS``, or what a fresh process would use), so results match a cold start.
+- The caller dying (kill -9, the flow cancelling a task) makes the server SIGKILL the child at once;
+  a signal the caller catches (Ctrl-C, SIGTERM) is passed on to the child.
+- The server exits after ``IDLE_S`` seconds without work, when the installed packages change, or on
+  ``python -m pipeline.warm stop`` (make test / make repro end with it).
+- ``DIGIT_WARM=0`` turns it off: every stage then starts cold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENABLE = "DIGIT_WARM"  # "0": never hand a stage to the server
+DIR_VAR = "DIGIT_WARM_DIR"  # where the socket, lock and log live (default: a private /tmp folder)
+IDLE_S = 120.0
+PRELOAD = (
+    "numpy",
+    "torch",
+    "torch_fidelity",  # torchvision with it: 4-5 s of the evaluate stages' start
+    "zarr",
+    "faiss",
+    "scipy.linalg",
+    "scipy.sparse",
+    "sklearn.linear_model",
+    "sklearn.neighbors",
+    "matplotlib.pyplot",
+    "pandas",
+    "PIL.Image",
+    "pydantic",
+    "ruamel.yaml",
+    "tqdm",
+    "dvclive",
+    "threadpoolctl",
+)
+# Modules a child must import afresh from the caller's checkout.
+PROJECT = ("digit", "pipeline", "benchmarks", "tests")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_HEADER = struct.Struct("!I")
+_lock = None  # the server's lock file: held while it lives
+
+
+def state_dir() -> Path:
+    """One server per user and virtual environment (``sys.prefix``)."""
+    if os.environ.get(DIR_VAR):
+        return Path(os.environ[DIR_VAR])
+    key = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"digit-warm-{os.getuid()}-{key}"
+
+
+def _paths() -> tuple[Path, Path, Path]:
+    folder = state_dir()
+    return folder / "sock", folder / "lock", folder / "log"
+
+
+# ------------------------------------------------------------------------------------ the caller
+
+
+def hand_off() -> None:
+    """Called on import of ``pipeline.stages``: when this process is ``python -m
+    pipeline.stages.<name> ...`` and a warm server is listening, run the stage there and exit with
+    its status. Otherwise return (the stage runs here) after starting a server for the next one."""
+    argv = sys.orig_argv
+    if len(argv) < 3 or argv[1] != "-m" or not argv[2].startswith("pipeline.stages."):
+        return
+    if os.environ.get(ENABLE, "1") == "0" or "TORCHELASTIC_RUN_ID" in os.environ:
+        return
+    sock_path, _, _ = _paths()
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(str(sock_path))
+    except OSError:
+        client.close()
+        _start_server()
+        return
+    with client:
+        status = _run_remote(client, argv[2], argv[3:])
+    if status is None:  # the server refused (packages changed) or died before forking
+        return
+    kind, value = status
+    if kind == "signal":
+        sys.stdout.flush()
+        if value not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(value, signal.SIG_DFL)
+        os.kill(os.getpid(), value)
+        time.sleep(5)  # a stopped or ignored signal: fall through to an exit status
+        os._exit(128 + value)
+    os._exit(value)
+
+
+def _run_remote(client: socket.socket, module: str, args: list[str]) -> tuple[str, int] | None:
+    request = json.dumps(
+        {"module": module, "args": args, "cwd": os.getcwd(), "env": dict(os.environ)}
+    ).encode()
+    try:
+        socket.send_fds(client, [_HEADER.pack(len(request))], [0, 1, 2])
+        client.sendall(request)
+        reader = client.makefile("r")
+        first = reader.readline().split()
+    except OSError:
+        return None
+    if first[:1] != ["pid"]:
+        return None
+    child = int(first[1])
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, forward)
+    try:
+        last = reader.readline().split()
+    except OSError:
+        last = []
+    if len(last) == 2 and last[0] in ("exit", "signal"):
+        return last[0], int(last[1])
+    with contextlib.suppress(ProcessLookupError):  # the server died: do not leave the child
+        os.kill(child, signal.SIGKILL)
+    sys.stderr.write("error: the warm stage server stopped during the stage (see DIGIT_WARM)\n")
+    return "exit", 1
+
+
+def _start_server() -> None:
+    """Start a server in the background unless one is starting already (it holds the lock)."""
+    folder = state_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _, lock_path, log_path = _paths()
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # a server is alive (importing, or exiting): this stage runs cold
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    # A clean start: the thread defaults of a fresh process, no caller's PYTHONPATH in sys.path.
+    env = {k: v for k, v in os.environ.items() if k not in (*THREAD_VARS, "PYTHONPATH")}
+    env[DIR_VAR] = str(folder)
+    with open(log_path, "a") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.warm", "serve"],
+            cwd=Path(__file__).resolve().parents[1],  # `-m pipeline.warm` from this checkout
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives this stage and its process group
+        )
+
+
+def stop() -> bool:
+    """Ask a running server to exit once its current children finish; True if one was running."""
+    sock_path, _, _ = _paths()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        try:
+            client.connect(str(sock_path))
+        except OSError:
+            return False
+        socket.send_fds(client, [_HEADER.pack(0)], [])
+    return True
+
+
+# ------------------------------------------------------------------------------------ the server
+
+
+def _site_packages_mtime() -> float:
+    import sysconfig
+
+    return os.stat(sysconfig.get_paths()["purelib"]).st_mtime
+
+
+def serve(idle_s: float = IDLE_S) -> None:
+    sock_path, lock_path, _ = _paths()
+    global _lock
+    _lock = open(lock_path, "a")  # noqa: SIM115 (held for the server's lifetime, not by children)
+    try:
+        fcntl.flock(_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # another server won the race
+    os.chdir("/")
+    started = time.perf_counter()
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except Exception as err:  # noqa: BLE001 (a missing optional library is only slower)
+            print(f"warm: preload {name} failed: {err}", flush=True)
+    import threading
+
+    if threading.active_count() > 1:  # fork copies one thread only: refuse to serve
+        print(f"warm: {threading.active_count()} threads after preload; not serving", flush=True)
+        return
+    defaults = _thread_defaults()
+    packages = _site_packages_mtime()
+    print(
+        f"warm: preloaded in {time.perf_counter() - started:.1f} s; pid {os.getpid()}", flush=True
+    )
+
+    with contextlib.suppress(FileNotFoundError):
+        sock_path.unlink()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(16)
+    selector = selectors.DefaultSelector()
+    selector.register(server, selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}  # child pid -> its caller's connection
+    last_work, stopping = time.monotonic(), False
+    try:
+        while True:
+            for key, _ in selector.select(timeout=0.1):
+                if key.fileobj is server:
+                    conn, _ = server.accept()
+                    if _site_packages_mtime() != packages:
+                        conn.close()  # the caller runs cold; the next one starts a new server
+                        stopping = True
+                        continue
+                    pid = _accept(conn, defaults, server, children)
+                    if pid == 0:
+                        stopping = True
+                    elif pid > 0:
+                        children[pid] = conn
+                        selector.register(conn, selectors.EVENT_READ, pid)
+                else:  # a caller's connection: readable only when it closed (the caller died)
+                    pid = key.data
+                    if not key.fileobj.recv(1):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                        selector.unregister(key.fileobj)
+            if _reap(children, selector) or children:
+                last_work = time.monotonic()
+            elif stopping or time.monotonic() - last_work > idle_s:
+                break
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            sock_path.unlink()
+        server.close()
+        print("warm: stopped", flush=True)
+
+
+def _thread_defaults() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _accept(
+    conn: socket.socket, defaults: int, server: socket.socket, children: dict[int, socket.socket]
+) -> int:
+    """Read one request and fork its child; the child's pid, 0 for a stop request, -1 on error."""
+    conn.settimeout(10)
+    try:
+        data, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
+        (size,) = _HEADER.unpack(data)
+        if size == 0:
+            conn.close()
+            return 0
+        payload = b""
+        while len(payload) < size:
+            chunk = conn.recv(size - len(payload))
+            if not chunk:
+                raise OSError("caller closed")
+            payload += chunk
+        request = json.loads(payload)
+    except (OSError, ValueError, struct.error):
+        conn.close()
+        return -1
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        server.close()
+        if _lock is not None:
+            _lock.close()
+        for other in children.values():
+            other.close()
+        conn.close()
+        _run_child(request, fds, defaults)
+    for fd in fds:
+        os.close(fd)
+    conn.settimeout(None)
+    conn.sendall(f"pid {pid}\n".encode())
+    return pid
+
+
+def _reap(children: dict[int, socket.socket], selector: selectors.BaseSelector) -> list[int]:
+    done = []
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        conn = children.pop(pid, None)
+        done.append(pid)
+        if conn is None:
+            continue
+        if os.WIFSIGNALED(status):
+            reply = f"signal {os.WTERMSIG(status)}\n"
+        else:
+            reply = f"exit {os.waitstatus_to_exitcode(status)}\n"
+        with contextlib.suppress(OSError):
+            conn.sendall(reply.encode())
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(conn)
+        conn.close()
+    return done
+
+
+def _run_child(request: dict, fds: list[int], defaults: int) -> None:
+    """Become ``python -m <module> <args>`` started in the caller's directory and environment."""
+    import atexit
+    import io
+    import runpy
+    import traceback
+
+    for fd, target in zip(fds, (0, 1, 2), strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False),
+        encoding="utf-8",
+        line_buffering=os.isatty(1),
+        write_through=unbuffered,
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    for name in list(sys.modules):
+        if name.split(".")[0] in PROJECT:
+            del sys.modules[name]
+    # What `python -m` would search: the caller's directory, its PYTHONPATH, then site-packages.
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:1] = [request["cwd"], *extra]
+    _set_threads(defaults)
+    sys.argv = ["-m", *request["args"]]
+    code, kill_with = 0, 0
+    try:
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        if exit_.code is None:
+            code = 0
+        elif isinstance(exit_.code, int):
+            code = exit_.code
+        else:
+            print(exit_.code, file=sys.stderr)
+            code = 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        kill_with = signal.SIGINT
+    except BaseException:  # noqa: BLE001 (what the interpreter would print, then status 1)
+        traceback.print_exc()
+        code = 1
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if kill_with:
+        signal.signal(kill_with, signal.SIG_DFL)
+        os.kill(os.getpid(), kill_with)
+    os._exit(code)
+
+
+def _set_threads(defaults: int) -> None:
+    """The thread counts a fresh process would pick up from this environment."""
+    import torch
+
+    raw = os.environ.get("OMP_NUM_THREADS", "")
+    threads = int(raw) if raw.isdigit() and int(raw) > 0 else defaults
+    torch.set_num_threads(threads)
+    if raw.isdigit() and int(raw) > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
+
+
+def main() -> None:
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command == "serve":
+        serve()
+    elif command == "stop":
+        print("warm stage server stopped" if stop() else "no warm stage server running")
+    else:
+        sys.exit("usage: python -m pipeline.warm serve | stop")
+
+
+if __name__ == "__main__":
+    main()
