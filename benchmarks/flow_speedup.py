@@ -1,12 +1,13 @@
 """Concurrent Prefect flow (pipeline/flow.py) vs sequential `dvc repro` on the same stages.
 
 Copies the project to a temporary directory, reproduces the whole DAG once, then copies that state
-twice, changes one param in both copies (default ``codebook.niter``: it re-runs the codebook,
-tokenize and token_eval branch of every K, which are independent of each other) and times
+twice, changes one param in both copies (default ``generate.n_samples``: it re-runs the generate
+and evaluate stages of every generated set, eleven branches independent of each other, and the
+report) and times
 `dvc repro` in one copy and the flow (``flow.max_parallel`` from params.yaml) in the other. The flow
 runs against a temporary Prefect server whose start is not timed. Prints a markdown table.
 
-    python benchmarks/flow_speedup.py                    # embedded default, codebook.niter + 1
+    python benchmarks/flow_speedup.py                    # embedded default, generate.n_samples + 1
     python benchmarks/flow_speedup.py --preset smoke     # tiny sizes
     python benchmarks/flow_speedup.py --whole LOG        # the whole DAG from nothing, vs that
                                                          # benchmarks.repro log's dvc repro time
@@ -102,7 +103,7 @@ def whole(repro_log: Path, preset: str | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default=None)
-    parser.add_argument("--param", default="codebook.niter", help="an int param to increment")
+    parser.add_argument("--param", default="generate.n_samples", help="an int param to increment")
     parser.add_argument("--base", type=Path, default=None, help="an already reproduced checkout")
     parser.add_argument(
         "--whole",

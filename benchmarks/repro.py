@@ -113,8 +113,10 @@ def run_repro(opts) -> Section:
             f"From {source}; {len(stages)} stages, {summed / 60:.1f} min inside the stages, "
             f"{total / 60:.1f} min wall. The difference, "
             f"{(total - summed) / max(len(stages), 1):.1f} s per stage, is DVC's bookkeeping "
-            "(it re-reads dvc.lock and params.yaml for every stage) and each stage process's "
-            "Python + torch start-up. "
+            "(it re-reads params.yaml for every stage and rewrites the whole dvc.lock after "
+            "each) and each stage's start: a fork of the warm stage server (pipeline/warm.py), "
+            "which has torch & co. imported already, or a cold Python + torch start (3-8 s) "
+            "while none is up. "
             f"Goal: 15 min or less on 2 cores ({'met' if total <= 900 else 'NOT met'})."
         ],
     )

@@ -137,3 +137,27 @@ def alive(pid: int) -> bool:
     # A zombie not yet reaped by the server counts as gone.
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_a_real_stage_writes_the_same_bytes_warm_and_cold(project):
+    for name in ("digit", "params.yaml"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, project / name)
+    warm_up(project)
+    outputs = {}
+    for mode in ("0", "1"):
+        args = ["--metrics", f"toy{mode}.json", "--figure", f"toy{mode}.png"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline.stages.toy", *args],
+            cwd=project,
+            env={**os.environ, "DIGIT_WARM": mode},
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "stage toy: done" in proc.stderr  # the stage's log reaches the caller's stderr
+        outputs[mode] = [(project / a).read_bytes() for a in args[1::2]]
+    assert outputs["0"] == outputs["1"]
