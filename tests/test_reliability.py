@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -262,22 +263,36 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
     project = copy_project(tmp_path / "p")
     rwlock = project / ".dvc/tmp/rwlock"
 
-    def writing() -> bool:  # the first repro holds DVC's write lock on prepare's output
-        try:
-            return "images.zarr" in json.dumps(json.loads(rwlock.read_text()).get("write", {}))
+    def writing() -> bool:  # the first repro runs a stage: DVC's write lock on its outputs
+        try:  # prepare's, or ssl's once prepare is done (a warm start makes prepare quick)
+            return bool(json.loads(rwlock.read_text()).get("write"))
         except (FileNotFoundError, json.JSONDecodeError):
             return False
 
-    # prepare then ssl: enough work left after the poll below that the first is surely still busy.
-    first = subprocess.Popen(
-        ["dvc", "repro", "ssl"], cwd=project, env=ENV, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not writing() and first.poll() is None and time.monotonic() < deadline:
+    def start_first() -> subprocess.Popen | str:
+        """`dvc repro ssl` (prepare, then ssl: enough work left after the poll below that it is
+        surely still busy), once it runs a stage; else what it printed and how it ended."""
+        first = subprocess.Popen(
+            ["dvc", "repro", "ssl"], cwd=project, env=ENV, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        start = time.monotonic()
+        while not writing() and first.poll() is None and time.monotonic() < start + 60:
             time.sleep(0.02)
-        assert writing(), "the first repro never started its stage"
+        if writing():
+            return first
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        out = first.communicate(timeout=120)[0]
+        took = time.monotonic() - start
+        return f"no stage seen in {took:.1f} s (exit {first.returncode}): {out[-3000:]}"
+
+    first = start_first()
+    if isinstance(first, str):  # seen 3 times in ~40 runs: exit after ~2 s, nothing printed
+        warnings.warn(f"first repro, try 1: {first}", stacklevel=1)
+        first = start_first()
+        assert not isinstance(first, str), first
+    try:
         t0 = time.monotonic()
         second = dvc_run(project, "repro", "ssl")
         seconds = time.monotonic() - t0
@@ -286,7 +301,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()
-    assert second.returncode != 0 and seconds < 20
+    assert second.returncode != 0 and seconds < 20, (second.stdout + second.stderr)[-2000:]
     # DVC 3.67: the repo lock while DVC itself works, the per-output lock while a stage runs.
     message = second.stderr
     assert "is busy, it is being blocked by" in message or "Unable to acquire lock" in message
