@@ -49,8 +49,8 @@ from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.params import ParamsError, load
+from pipeline.warm import THREAD_VARS
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # What `dvc repro` prints for a person at a terminal after each stage; noise in a task log.
 DVC_HINTS = (
     "To track the changes with git",

@@ -23,7 +23,7 @@ What keeps it honest:
 - The caller dying (kill -9, the flow cancelling a task) makes the server SIGKILL the child at once;
   a signal the caller catches (Ctrl-C, SIGTERM) is passed on to the child.
 - The server exits after ``IDLE_S`` seconds without work, when the installed packages change, or on
-  ``python -m pipeline.warm stop`` (make test / make repro end with it).
+  ``python -m pipeline.warm stop`` (the test session ends with it).
 - ``DIGIT_WARM=0`` turns it off: every stage then starts cold.
 """
 
@@ -407,12 +407,13 @@ def _set_threads(defaults: int) -> None:
     import torch
 
     raw = os.environ.get("OMP_NUM_THREADS", "")
-    threads = int(raw) if raw.isdigit() and int(raw) > 0 else defaults
-    torch.set_num_threads(threads)
-    if raw.isdigit() and int(raw) > 0:
-        from threadpoolctl import threadpool_limits
+    if not (raw.isdigit() and int(raw) > 0):
+        torch.set_num_threads(defaults)  # the server's own: it started with no thread variables
+        return
+    from threadpoolctl import threadpool_limits
 
-        threadpool_limits(limits=threads)
+    torch.set_num_threads(int(raw))
+    threadpool_limits(limits=int(raw))
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ error line and signal reach the caller; killing the caller kills the stage."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import copy_project
 
 # A stage module that reports where and how it ran, then does what its first argument says.
 PROBE = """
@@ -37,10 +36,8 @@ if action == "kill":
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A checkout with pipeline/ (warm.py, stages/__init__.py) and a probe stage; its own server."""
-    shutil.copytree(
-        ROOT / "pipeline", tmp_path / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    """A checkout of the project with a probe stage added; its own server."""
+    copy_project(tmp_path, preset=None)
     write_probe(tmp_path, 1)
     monkeypatch.setenv("DIGIT_WARM_DIR", str(tmp_path / "warm"))
     monkeypatch.delenv("DIGIT_WARM", raising=False)
@@ -140,12 +137,6 @@ def alive(pid: int) -> bool:
 
 
 def test_a_real_stage_writes_the_same_bytes_warm_and_cold(project):
-    for name in ("digit", "params.yaml"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, project / name)
     warm_up(project)
     outputs = {}
     for mode in ("0", "1"):
