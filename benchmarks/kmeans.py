@@ -59,8 +59,8 @@ def inertia(x: np.ndarray, centroids: np.ndarray) -> float:
 def run(opts) -> Section:
     params = load(ROOT / "params.yaml")
     x, what = features(opts.quick)
-    niter, mppc = params.codebook.niter, params.codebook.max_points_per_centroid
-    ks = [64, 256] if opts.quick else sorted(set(params.codebook.ks))
+    niter, mppc = params.kmeans.niter, params.kmeans.max_points_per_centroid
+    ks = [64, 256] if opts.quick else sorted(set(params.kmeans.ks))
     rows = []
     for k in ks:
         fits = {}

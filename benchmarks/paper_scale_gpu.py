@@ -39,7 +39,7 @@ def gpt_step(batch: int, prefix: bool, tf32: bool) -> None:
         opt.step()
 
     s = cuda_time(step, warmup=3, iters=10)
-    name = "stage2 (prefix 256)" if prefix else "ar"
+    name = "renderer (prefix 256)" if prefix else "ar"
     print(
         f"gpt base {name}: {count_params(model) / 1e6:.0f}M params, batch {batch}, "
         f"tf32={tf32}: {s * 1000:.0f} ms/step, {batch / s:.0f} seq/s, "

@@ -44,7 +44,7 @@ def parse_log(text: str) -> tuple[list[tuple[str, float]], float | None]:
 
 # What each stage's time goes to, by the name the stage logs (first match wins).
 GROUPS = [
-    ("GPT training (ar, stage 2)", re.compile(r"^(ar|stage2)_")),
+    ("GPT training (ar, stage 2)", re.compile(r"^(ar|renderer)_")),
     ("encoder training (ssl)", re.compile(r"^ssl")),
     ("VQ autoencoder training", re.compile(r"^vq")),
     ("generation", re.compile(r"^generate_")),

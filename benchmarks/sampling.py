@@ -5,7 +5,7 @@
 
 Without --model, a randomly initialised GPT of the default stage-1 shape (size ``small``, K=256,
 49 tokens) is timed; speed does not depend on the weights. Also times a stage-2 model (49-token
-prefix) when --stage2 is given. Prints one JSON line per measurement.
+prefix) when --renderer is given. Prints one JSON line per measurement.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from benchmarks.common import ROOT, Section
 from digit.generate import generate
 from digit.gpt import build_gpt
-from pipeline.models import load_gpt
+from pipeline.checkpoints import load_gpt
 from pipeline.params import load
 from pipeline.train import build_model
 
@@ -44,13 +44,13 @@ def measure(model, n: int, batch: int, use_cache: bool, prefix=None) -> dict:
 
 
 def run(opts) -> Section:
-    """The default AR model (params.yaml ``ar``, K = codebook.main_k) at 49 and 256 tokens.
+    """The default AR model (params.yaml ``ar``, K = kmeans.main_k) at 49 and 256 tokens.
 
     Full recomputation costs O(T^2) per sequence; at 256 tokens its large batches would take many
     minutes on 2 cores, so there it runs at the small batch sizes only (the ratio is what matters).
     """
     params = load(ROOT / "params.yaml")
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     if opts.quick:
         plan = {49: ([1, 16, 64], [1, 16, 64]), 256: ([1, 16], [1])}
     else:
@@ -86,7 +86,7 @@ def run(opts) -> Section:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
-    parser.add_argument("--stage2", default=None)
+    parser.add_argument("--renderer", default=None)
     parser.add_argument("--n", type=int, default=250)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
@@ -107,12 +107,12 @@ def main() -> None:
                 }
             )
         )
-    if args.stage2:
-        s2, _ = load_gpt(args.stage2)
+    if args.renderer:
+        s2, _ = load_gpt(args.renderer)
         prefix = torch.randint(0, s2.config.prefix_vocab_size, (args.n, s2.config.prefix_len))
         for use_cache in (True, False):
             row = measure(s2, args.n, args.batch, use_cache, prefix=prefix)
-            print(json.dumps({"model": args.stage2, **row}))
+            print(json.dumps({"model": args.renderer, **row}))
 
 
 if __name__ == "__main__":

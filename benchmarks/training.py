@@ -31,7 +31,7 @@ def default_model():
     params = load(ROOT / "params.yaml")
     n_tokens = build_encoder(params.encoder.name, **encoder_kwargs(params)).n_tokens
     torch.manual_seed(params.seed)
-    model = build_model(params.ar, vocab_size=params.codebook.main_k, block_size=n_tokens)
+    model = build_model(params.ar, vocab_size=params.kmeans.main_k, block_size=n_tokens)
     return model, params
 
 

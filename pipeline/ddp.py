@@ -1,4 +1,4 @@
-"""Data-parallel training of the transformers under torchrun (``ar.nproc`` / ``stage2.nproc`` > 1).
+"""Data-parallel training of the transformers under torchrun (``ar.nproc`` / ``renderer.nproc`` > 1).
 
 A training stage started by DVC is a single process. When its section asks for N > 1 processes, the
 stage re-launches itself as ``python -m torch.distributed.run --standalone --nproc_per_node N -m

@@ -2,7 +2,7 @@
 
 Every stage and the flow validate the *whole* file before any compute starts, so a typo in a section
 that a late stage reads is caught by the first stage. A problem is reported as one line that names
-the key, e.g. ``params.yaml: codebook.ks.0: K must be >= 2 (got 1)``.
+the key, e.g. ``params.yaml: kmeans.ks.0: K must be >= 2 (got 1)``.
 
 Presets (``pipeline/presets/*.yaml``) are partial overrides deep-merged onto params.yaml:
 ``python -m pipeline.params apply smoke`` rewrites params.yaml in place (``git checkout params.yaml``
@@ -118,7 +118,7 @@ class ExtractParams(Section):
     store: Annotated[str, Field(min_length=1)] | None = None
 
 
-class CodebookParams(Section):
+class KMeansParams(Section):
     ks: list[Annotated[int, Field(ge=2)]]
     main_k: Annotated[int, Field(ge=2)]
     niter: PosInt = 20
@@ -126,13 +126,13 @@ class CodebookParams(Section):
     spherical: bool = False
 
     @model_validator(mode="after")
-    def _main_in_ks(self) -> CodebookParams:
+    def _main_in_ks(self) -> KMeansParams:
         if not self.ks:
             raise ValueError("ks: the cluster-count list is empty")
         if len(set(self.ks)) != len(self.ks):
             raise ValueError(f"ks: duplicate K values {self.ks}")
         if self.main_k not in self.ks:
-            raise ValueError(f"main_k: {self.main_k} is not one of codebook.ks {self.ks}")
+            raise ValueError(f"main_k: {self.main_k} is not one of kmeans.ks {self.ks}")
         return self
 
 
@@ -233,7 +233,7 @@ class ARParams(GPTModelFields, TrainFields):
     class_dropout: Prob = 0.1  # class-conditional: label -> NULL class, for guidance
 
 
-class Stage2Params(GPTModelFields, TrainFields):
+class RendererParams(GPTModelFields, TrainFields):
     """Stage 2: discriminative-token prefix -> VQ tokens, renderer ar ("+VQGAN") or maskgit."""
 
 
@@ -257,10 +257,10 @@ class GenerateParams(Section):
     batch_size: PosInt = 250
     use_cache: bool = True  # KV cache (False: full recomputation per token, same samples)
     grid: PosInt = 8  # the figure shows grid x grid samples
-    stage1: TopKP = TopKP()  # unconditional AR models
-    stage1_cond: CondSampling = CondSampling()  # class-conditional AR models
-    stage2_ar: TopKP = TopKP()
-    stage2_maskgit: MaskGITSampling = MaskGITSampling()
+    token_model: TopKP = TopKP()  # unconditional AR models
+    token_model_cond: CondSampling = CondSampling()  # class-conditional AR models
+    renderer_ar: TopKP = TopKP()
+    renderer_maskgit: MaskGITSampling = MaskGITSampling()
 
 
 class SamplingParams(Section):
@@ -349,12 +349,12 @@ class Params(Section):
     encoder: EncoderParams
     ssl: SSLParams
     extract: ExtractParams
-    codebook: CodebookParams
+    kmeans: KMeansParams
     tokenize: TokenizeParams
     encoder_eval: EncoderEvalParams
     vq: VQParams
     ar: ARParams
-    stage2: Stage2Params
+    renderer: RendererParams
     generate: GenerateParams
     evalnet: EvalNetParams = Field(default_factory=EvalNetParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
@@ -391,10 +391,10 @@ class Params(Section):
         if n is not None:
             n = min(n, self.data.max_images or n)
             n_vectors = int(n * (1 - self.data.val_fraction)) * (size // patch) ** 2
-            too_big = [k for k in self.codebook.ks if k > n_vectors]
+            too_big = [k for k in self.kmeans.ks if k > n_vectors]
             if too_big:
                 raise ValueError(
-                    f"codebook.ks: K={too_big[0]} exceeds the ~{n_vectors} train feature vectors"
+                    f"kmeans.ks: K={too_big[0]} exceeds the ~{n_vectors} train feature vectors"
                 )
         return self
 

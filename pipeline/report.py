@@ -101,8 +101,8 @@ def scale_line(params: Params, m: Metrics) -> str:
     return (
         f"Scale: `{params.data.dataset}` {params.data.image_size}x{params.data.image_size}x"
         f"{params.data.channels}, {prep.get('n_train', '?')} train / {prep.get('n_val', '?')} val "
-        f"images; encoder `{params.encoder.name}`; K-Means K in {params.codebook.ks} (main "
-        f"{params.codebook.main_k}); AR model size `{params.ar.size}`; {judge}; seed "
+        f"images; encoder `{params.encoder.name}`; K-Means K in {params.kmeans.ks} (main "
+        f"{params.kmeans.main_k}); AR model size `{params.ar.size}`; {judge}; seed "
         f"{params.seed}."
     )
 
@@ -181,7 +181,7 @@ def ar_params(m: Metrics, name: str) -> str:
 
 
 def table3(params: Params, m: Metrics) -> Table:
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     rows = [
         gen_row(m, "vq", "AR over VQ tokens", params=ar_params(m, "vq")),
         gen_row(
@@ -216,7 +216,7 @@ def table3(params: Params, m: Metrics) -> Table:
 
 
 def table4(params: Params, m: Metrics) -> Table:
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     rows = [
         gen_row(
             m, "vq_cond", "AR over VQ tokens, class-conditional", params=ar_params(m, "vq_cond")
@@ -244,14 +244,14 @@ def table4(params: Params, m: Metrics) -> Table:
         paper,
         [
             f"cond. top-1: the evaluation net's accuracy at recognising the class each sample "
-            f"was conditioned on; guidance scale {params.generate.stage1_cond.cfg_scale}."
+            f"was conditioned on; guidance scale {params.generate.token_model_cond.cfg_scale}."
         ],
     )
 
 
 def probe_rows(params: Params, m: Metrics) -> list[dict]:
     rows = []
-    names = [(f"k{k}", f"DiGIT, K={k}") for k in params.codebook.ks] + [("vq", "VQ tokens")]
+    names = [(f"k{k}", f"DiGIT, K={k}") for k in params.kmeans.ks] + [("vq", "VQ tokens")]
     for name, label in names:
         p = m.get(f"probe_{name}")
         if p:
@@ -277,9 +277,7 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
     if rows:
         plot_probe(params, m, figdir / "probe_per_layer.png")
         figs = ["probe_per_layer.png"]
-    any_probe = next(
-        (m.get(f"probe_k{k}") for k in params.codebook.ks if m.get(f"probe_k{k}")), None
-    )
+    any_probe = next((m.get(f"probe_k{k}") for k in params.kmeans.ks if m.get(f"probe_k{k}")), None)
     notes = [f"Protocol: {any_probe['protocol']}."] if any_probe else []
     return Table(
         "table2_probe",
@@ -293,7 +291,7 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
 
 
 def ablation_tokenizer(params: Params, m: Metrics) -> Table:
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     rows = []
     for label, set_name, model in (
         ("VQ tokens", "vq", "vq"),
@@ -327,7 +325,7 @@ def ablation_tokenizer(params: Params, m: Metrics) -> Table:
 
 def ablation_k(params: Params, m: Metrics) -> Table:
     rows = []
-    for k in params.codebook.ks:
+    for k in params.kmeans.ks:
         t = m.get(f"tokens_k{k}") or {}
         g = m.get(f"gen_digit_k{k}_ar") or {}
         p = m.get(f"probe_k{k}") or {}
@@ -359,7 +357,7 @@ def encoder_table(params: Params, m: Metrics) -> Table:
     rows = []
     if e:
         rows.append({"what": "pooled-feature k-NN top-1", **e["knn_top1"]})
-    for k in params.codebook.ks:
+    for k in params.kmeans.ks:
         t = m.get(f"tokens_k{k}")
         if t:
             rows.append(
@@ -388,7 +386,7 @@ def encoder_table(params: Params, m: Metrics) -> Table:
 
 
 def ablation_encoder(params: Params, m: Metrics) -> Table:
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     rows = []
     for label, kind, gen, probe, enc in (
         (f"SimCLR + K-Means (K={k})", "discriminative", f"digit_k{k}_ar", f"k{k}", "encoder"),
@@ -550,7 +548,7 @@ def plot_sampling(s: dict, path: Path) -> None:
 def plot_probe(params: Params, m: Metrics, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for name, label in [(f"k{k}", f"DiGIT K={k}") for k in params.codebook.ks] + [
+    for name, label in [(f"k{k}", f"DiGIT K={k}") for k in params.kmeans.ks] + [
         ("vq", "VQ tokens")
     ]:
         p = m.get(f"probe_{name}")
@@ -632,7 +630,7 @@ def probe_noise(m: Metrics, *accs: float) -> float:
 
 def claim_generation(params: Params, m: Metrics) -> Verdict:
     claim = PAPER["claims"][1]
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     vq, disc = m.get("gen_vq"), m.get(f"gen_digit_k{k}_ar")
     if not vq or not disc:
         return Verdict(claim, "not tested", "generated-set metrics missing")
@@ -662,7 +660,7 @@ def claim_generation(params: Params, m: Metrics) -> Verdict:
 
 def claim_probe(params: Params, m: Metrics) -> Verdict:
     claim = PAPER["claims"][2]
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     d, v = m.get(f"probe_k{k}"), m.get("probe_vq")
     if not d or not v:
         return Verdict(claim, "not tested", "probe metrics missing")
@@ -687,8 +685,8 @@ def claim_probe(params: Params, m: Metrics) -> Verdict:
 
 def claim_k(params: Params, m: Metrics) -> Verdict:
     claim = PAPER["claims"][3]
-    probes = {k: (m.get(f"probe_k{k}") or {}).get("best_top1") for k in params.codebook.ks}
-    fids = {k: (m.get(f"gen_digit_k{k}_ar") or {}).get("fid") for k in params.codebook.ks}
+    probes = {k: (m.get(f"probe_k{k}") or {}).get("best_top1") for k in params.kmeans.ks}
+    fids = {k: (m.get(f"gen_digit_k{k}_ar") or {}).get("fid") for k in params.kmeans.ks}
     probes = {k: v for k, v in probes.items() if v is not None}
     fids = {k: v for k, v in fids.items() if v is not None}
     if len(probes) < 2 and len(fids) < 2:

@@ -45,8 +45,8 @@ from tqdm import tqdm
 from digit.generate import maskgit_mask
 from digit.gpt import GPT, build_gpt
 from pipeline import ddp, io
+from pipeline.checkpoints import gpt_checkpoint
 from pipeline.ddp import Rank
-from pipeline.models import gpt_checkpoint
 from pipeline.params import GPTModelFields, TrainFields
 from pipeline.stage import StageError
 
@@ -482,7 +482,7 @@ def train(
 
 
 def train_config(section: TrainFields, seed: int) -> TrainConfig:
-    """The ``TrainFields`` of a params section (ar, stage2) as a TrainConfig."""
+    """The ``TrainFields`` of a params section (ar, renderer) as a TrainConfig."""
     return TrainConfig(
         **{
             f.name: getattr(section, f.name)
@@ -495,7 +495,7 @@ def train_config(section: TrainFields, seed: int) -> TrainConfig:
 
 @dataclass
 class StageRun:
-    """One transformer trained by a stage (ar, stage2): its config, history and checkpoints."""
+    """One transformer trained by a stage (ar, renderer): its config, history and checkpoints."""
 
     name: str
     cfg: TrainConfig

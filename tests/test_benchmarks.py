@@ -49,12 +49,12 @@ def test_parse_repro_log():
         "Running stage 'prepare':\n"
         "12:00:01 digit INFO stage prepare: start\n"
         "12:00:04 digit INFO stage prepare: done in 3.2 s\n"
-        "Running stage 'codebook@256':\n"
-        "12:01:00 digit INFO stage codebook@256: done in 41.0 s\n"
+        "Running stage 'kmeans@256':\n"
+        "12:01:00 digit INFO stage kmeans@256: done in 41.0 s\n"
         "# dvc repro wall time: 60.5 s (exit 0, in /tmp/x)\n"
     )
     stages, total = parse_log(log)
-    assert stages == [("prepare", 3.2), ("codebook@256", 41.0)]
+    assert stages == [("prepare", 3.2), ("kmeans@256", 41.0)]
     assert total == 60.5
     assert parse_log("no stages here") == ([], None)
 

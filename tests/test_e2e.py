@@ -26,8 +26,8 @@ def test_smoke_runs_every_stage(smoke):
     stages = set(dvc(smoke, "stage", "list", "--name-only").split())
     assert ran_stages(out) == stages
     params = yaml.safe_load((smoke / "params.yaml").read_text())
-    for k in params["codebook"]["ks"]:
-        assert (smoke / f"codebooks/k{k}.npy").exists()
+    for k in params["kmeans"]["ks"]:
+        assert (smoke / f"centroids/k{k}.npy").exists()
         assert (smoke / f"tokens/disc_k{k}.zarr").is_dir()
         tokens = json.loads((smoke / f"metrics/tokens_k{k}.json").read_text())
         assert 0 <= tokens["trained"]["token_probe_top1"] <= 1
@@ -40,7 +40,7 @@ def test_smoke_generative_outputs(smoke):
     import zarr
 
     params = yaml.safe_load((smoke / "params.yaml").read_text())
-    ks, main = params["codebook"]["ks"], params["codebook"]["main_k"]
+    ks, main = params["kmeans"]["ks"], params["kmeans"]["main_k"]
     n = params["generate"]["n_samples"]
     vq = json.loads((smoke / "metrics/vq.json").read_text())
     assert vq["grid"] == 7 and 0 < vq["val"]["mse"] < 1
@@ -54,7 +54,7 @@ def test_smoke_generative_outputs(smoke):
         assert (smoke / f"models/ar_{m}.pt").exists()
         assert (smoke / f"dvclive/ar_{m}/plots/metrics/train/loss.tsv").exists()
     for r in [f"k{k}_ar" for k in ks] + [f"k{main}_maskgit"]:
-        s2 = json.loads((smoke / f"metrics/stage2_{r}.json").read_text())
+        s2 = json.loads((smoke / f"metrics/renderer_{r}.json").read_text())
         assert s2["val_loss"] > 0 and s2["val_loss_shuffled_prefix"] > 0
     sets = [f"digit_k{k}_ar" for k in ks] + [f"digit_k{main}_maskgit", f"digit_k{main}_cond_ar"]
     sets += ["vq", "vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]

@@ -55,14 +55,14 @@ def prefect_server():
 
 
 def change_one_k(work: Path) -> str:
-    """Swap the non-main K of params.yaml for a new one; return the new K's codebook stage."""
+    """Swap the non-main K of params.yaml for a new one; return the new K's kmeans stage."""
     params = yaml.safe_load((work / "params.yaml").read_text())
-    ks, main = params["codebook"]["ks"], params["codebook"]["main_k"]
+    ks, main = params["kmeans"]["ks"], params["kmeans"]["main_k"]
     old = next(k for k in ks if k != main)
     new = max(ks) + 4
-    params["codebook"]["ks"] = [new if k == old else k for k in ks]
+    params["kmeans"]["ks"] = [new if k == old else k for k in ks]
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return f"codebook@{new}"
+    return f"kmeans@{new}"
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +82,12 @@ def flow_runs(smoke_run, tmp_path_factory, prefect_server) -> dict:
     out["status_after_branch"] = dvc(work, "status")
     out["repro_after_branch"] = dvc(work, "repro")
 
-    # The next new K's codebook fails before doing anything; the rest of the DAG is unaffected.
+    # The next new K's kmeans stage fails before doing anything; the rest of the DAG is unaffected.
     out["bad"] = change_one_k(work)
     out["graph_bad"] = stage_graph(work)
     out["lock_before"] = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
     spec = yaml.safe_load((work / "dvc.yaml").read_text())
-    do = spec["stages"]["codebook"]["do"]
+    do = spec["stages"]["kmeans"]["do"]
     do["cmd"] = f'test "$DVC_STAGE" != {out["bad"]} && {do["cmd"]}'
     (work / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     failed = run(work, return_state=True)
@@ -111,11 +111,11 @@ def test_changed_branch_runs_and_the_rest_skips(flow_runs):
     branch = nx.ancestors(graph, changed) | {changed}  # edges point upstream
     k = changed.split("@")[1]
     per_k = (
-        "codebook",
+        "kmeans",
         "tokenize",
         "token_eval",
         "ar",
-        "stage2",
+        "renderer",
         "generate",
         "evaluate_k",
         "probe",

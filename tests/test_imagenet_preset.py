@@ -21,10 +21,10 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
         256,
         "dinov2_vitb14_reg4",
     )
-    assert (p.encoder.input_size, p.encoder.layer, p.codebook.main_k) == (224, -3, 8192)
-    assert p.codebook.ks == [1024, 4096, 8192] and p.generate.n_samples == 50000
+    assert (p.encoder.input_size, p.encoder.layer, p.kmeans.main_k) == (224, -3, 8192)
+    assert p.kmeans.ks == [1024, 4096, 8192] and p.generate.n_samples == 50000
     assert (p.ar.size, p.ar.n_embd, p.evaluate.extractor) == ("base", None, "inception-v3-compat")
-    assert (p.generate.stage1.top_k, p.generate.stage1_cond.top_k, p.generate.stage2_ar.top_p) == (
+    assert (p.generate.token_model.top_k, p.generate.token_model_cond.top_k, p.generate.renderer_ar.top_p) == (
         200, 300, 0.8,
     )  # fmt: skip
     for path in (p.data.root, p.encoder.weights, p.evaluate.inception_weights):
@@ -38,7 +38,7 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
     planned = re.findall(r"Running stage '([^']+)'", plan)
     stages = dvc(work, "stage", "list", "--name-only").split()
     assert sorted(planned) == sorted(stages) and len(stages) > 40
-    assert {"codebook@1024", "codebook@4096", "codebook@8192", "ar@8192", "evaluate_k@8192"} <= set(
+    assert {"kmeans@1024", "kmeans@4096", "kmeans@8192", "ar@8192", "evaluate_k@8192"} <= set(
         planned
     )
     assert "--k 8192" in plan and "samples/digit_k8192_ar.zarr" in plan

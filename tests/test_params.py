@@ -31,10 +31,10 @@ def test_default_and_presets_validate():
 @pytest.mark.parametrize(
     "path, value, expected",
     [
-        ("codebook.ks", [1, 256], "codebook.ks.0: Input should be greater than or equal to 2"),
-        ("codebook.ks", [256, 10**7], "codebook.ks: K=10000000 exceeds"),
-        ("codebook.main_k", 100, "codebook.main_k: 100 is not one of codebook.ks"),
-        ("codebook.niter", "twenty", "codebook.niter: Input should be a valid integer"),
+        ("kmeans.ks", [1, 256], "kmeans.ks.0: Input should be greater than or equal to 2"),
+        ("kmeans.ks", [256, 10**7], "kmeans.ks: K=10000000 exceeds"),
+        ("kmeans.main_k", 100, "kmeans.main_k: 100 is not one of kmeans.ks"),
+        ("kmeans.niter", "twenty", "kmeans.niter: Input should be a valid integer"),
         ("ssl.lr", -1.0, "ssl.lr: Input should be greater than 0"),
         ("encoder.name", "vit_tiny", "encoder.name: Input should be"),
         ("data.dataset", "cifar", "data.dataset: Input should be"),
@@ -59,8 +59,8 @@ def test_bad_values_name_the_key(path, value, expected):
 
 def test_unknown_and_missing_keys():
     raw = copy.deepcopy(DEFAULT)
-    raw["codebook"]["sphrical"] = True
-    with pytest.raises(P.ParamsError, match=r"codebook.sphrical: unknown key"):
+    raw["kmeans"]["sphrical"] = True
+    with pytest.raises(P.ParamsError, match=r"kmeans.sphrical: unknown key"):
         P.validate(raw)
     raw = copy.deepcopy(DEFAULT)
     del raw["ssl"]["epochs"]
@@ -93,7 +93,7 @@ def test_stage_reports_one_line(tmp_path):
     import subprocess
     import sys
 
-    bad = with_change("codebook.ks", [1])
+    bad = with_change("kmeans.ks", [1])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
     proc = subprocess.run(
         [
@@ -113,5 +113,5 @@ def test_stage_reports_one_line(tmp_path):
     )
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "codebook.ks.0" in proc.stderr and "Traceback" not in proc.stderr
+    assert "kmeans.ks.0" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.zarr").exists()

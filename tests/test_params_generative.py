@@ -1,4 +1,4 @@
-"""params.yaml sections of the generative half (vq, ar, stage2, generate): ranges, names, errors."""
+"""params.yaml sections of the generative half (vq, ar, renderer, generate): ranges, names, errors."""
 
 import copy
 from pathlib import Path
@@ -25,19 +25,35 @@ def with_change(path: str, value):
     "path, value, expected",
     [
         ("ar.size", "huge", "ar.size: unknown GPT size 'huge'; known: ['tiny', 'small', 'base'"),
-        ("stage2.size", "gpt2", "stage2.size: unknown GPT size 'gpt2'"),
+        ("renderer.size", "gpt2", "renderer.size: unknown GPT size 'gpt2'"),
         ("ar.n_embd", 130, "ar.n_embd: 130 is not divisible by n_head=4"),
         ("ar.schedule", "linear", "ar.schedule: Input should be 'cosine', 'inverse_sqrt'"),
         ("ar.label_smoothing", 1.0, "ar.label_smoothing: Input should be less than 1"),
         ("ar.betas", [0.9, 1.0], "ar.betas.1: Input should be less than 1"),
         ("ar.class_dropout", -0.1, "ar.class_dropout: Input should be greater than or equal to 0"),
-        ("stage2.steps", 0, "stage2.steps: Input should be greater than 0"),
-        ("generate.stage1.top_p", 0.0, "generate.stage1.top_p: Input should be greater than 0"),
-        ("generate.stage1.top_p", 1.5, "generate.stage1.top_p: Input should be less than or equal"),
-        ("generate.stage2_ar.temperature", -1, "generate.stage2_ar.temperature: Input should be"),
-        ("generate.stage1_cond.cfg_scale", -2, "generate.stage1_cond.cfg_scale: Input should be"),
-        ("generate.stage2_maskgit.steps", 0, "generate.stage2_maskgit.steps: Input should be"),
-        ("generate.stage1.cfg_scale", 2.0, "generate.stage1.cfg_scale: unknown key"),
+        ("renderer.steps", 0, "renderer.steps: Input should be greater than 0"),
+        (
+            "generate.token_model.top_p",
+            0.0,
+            "generate.token_model.top_p: Input should be greater than 0",
+        ),
+        (
+            "generate.token_model.top_p",
+            1.5,
+            "generate.token_model.top_p: Input should be less than or equal",
+        ),
+        (
+            "generate.renderer_ar.temperature",
+            -1,
+            "generate.renderer_ar.temperature: Input should be",
+        ),
+        (
+            "generate.token_model_cond.cfg_scale",
+            -2,
+            "generate.token_model_cond.cfg_scale: Input should be",
+        ),
+        ("generate.renderer_maskgit.steps", 0, "generate.renderer_maskgit.steps: Input should be"),
+        ("generate.token_model.cfg_scale", 2.0, "generate.token_model.cfg_scale: unknown key"),
         ("vq.ema_decay", 1.0, "vq.ema_decay: Input should be less than 1"),
         ("vq.codebook_size", 1, "vq.codebook_size: Input should be greater than or equal to 2"),
     ],

@@ -1,12 +1,12 @@
 """Issue 7, reliability: real stage subprocesses and the real DVC CLI on copies of the project with
 the smoke preset.
 
-1. kill -9 in the middle of extract, codebook@K and ar@K leaves no output half-written; a re-run
+1. kill -9 in the middle of extract, kmeans@K and ar@K leaves no output half-written; a re-run
    completes, and ar resumes from its checkpoint to the same weights as an uninterrupted run;
 2. a params.yaml mistake stops a stage before any compute: exit != 0, one line naming the key;
 3. awkward image folders are skipped with a count or stop with one line, as data.on_corrupt says;
 4. a missing weights file stops the first stage, naming the key and the file expected;
-5. the chain prepare -> ssl -> extract -> codebook@8 -> tokenize@8 -> ar@8 run twice with one seed
+5. the chain prepare -> ssl -> extract -> kmeans@8 -> tokenize@8 -> ar@8 run twice with one seed
    gives identical metrics, features, codebook, tokens and weights; another seed differs;
 6. two `dvc repro` at once: the second fails fast on DVC's lock, the first finishes.
 
@@ -141,13 +141,13 @@ def test_kill_during_extract_leaves_no_half_output(extract_killed, chain):
 @pytest.fixture(scope="module")
 def codebook_killed(chain, extract_killed):
     a = chain.a
-    killed = kill_before_rename(a, "codebook@8", "codebooks/k8.npy")
+    killed = kill_before_rename(a, "kmeans@8", "centroids/k8.npy")
     after_kill = {
-        "out_exists": (a / "codebooks/k8.npy").exists(),
+        "out_exists": (a / "centroids/k8.npy").exists(),
         "temporaries": temporaries(a / "codebooks"),
-        "metrics": (a / "metrics/codebook_k8.json").exists(),
+        "metrics": (a / "metrics/kmeans_k8.json").exists(),
     }
-    rerun = dvc_run(a, "repro", "codebook@8")
+    rerun = dvc_run(a, "repro", "kmeans@8")
     return killed, after_kill, rerun
 
 
@@ -158,7 +158,7 @@ def test_kill_during_codebook_leaves_no_half_output(codebook_killed, chain):
     assert [t.startswith(".k8.npy.tmp-") for t in after_kill["temporaries"]] == [True]
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert temporaries(chain.a / "codebooks") == []
-    assert np.load(chain.a / "codebooks/k8.npy").shape == (8, 64)
+    assert np.load(chain.a / "centroids/k8.npy").shape == (8, 64)
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def arrays(project: Path) -> dict[str, np.ndarray]:
 
     out = {
         "feats": zarr.open_group(str(project / "features/feats.zarr"), mode="r")["feats"][:],
-        "codebook": np.load(project / "codebooks/k8.npy"),
+        "codebook": np.load(project / "centroids/k8.npy"),
         "tokens": zarr.open_group(str(project / "tokens/disc_k8.zarr"), mode="r")["tokens"][:],
     }
     weights = load_torch(project / "models/ar_k8.pt")["state_dict"]
@@ -242,13 +242,13 @@ def test_same_seed_identical_killed_or_not_other_seed_differs(chain, ar_killed):
             assert without_timings(ma[name]) == without_timings(mb[name]), name
         else:
             assert text_a == text_b, name  # byte-identical
-    # a was killed in extract, codebook@8 and ar@8 and re-run: the same numbers as b, bit for bit.
+    # a was killed in extract, kmeans@8 and ar@8 and re-run: the same numbers as b, bit for bit.
     xa, xb, xc = arrays(a), arrays(b), arrays(c)
     for name in xa:
         assert xa[name].dtype == xb[name].dtype and np.array_equal(xa[name], xb[name]), name
-    assert (a / "codebooks/k8.npy").read_bytes() == (b / "codebooks/k8.npy").read_bytes()
+    assert (a / "centroids/k8.npy").read_bytes() == (b / "centroids/k8.npy").read_bytes()
     # Another seed: another subsample and split, encoder, clustering and model.
-    for name in ("metrics/ssl.json", "metrics/codebook_k8.json", "metrics/ar_k8.json"):
+    for name in ("metrics/ssl.json", "metrics/kmeans_k8.json", "metrics/ar_k8.json"):
         assert without_timings(ma[name]) != without_timings(mc[name]), name
     for name in ("feats", "codebook", "tokens"):
         assert not np.array_equal(xa[name], xc[name]), name
@@ -340,17 +340,23 @@ DINO = {
 
 # Every kind of mistake of issue 7, whichever stage the key concerns.
 MISTAKES = [
-    ({"codebook.sphrical": True}, "codebook.sphrical: unknown key"),
+    ({"kmeans.sphrical": True}, "kmeans.sphrical: unknown key"),
     ({"ar.steps": "many"}, "ar.steps: Input should be a valid integer"),
-    ({"codebook.ks": [1, 256]}, "codebook.ks.0: Input should be greater than or equal to 2"),
-    ({"codebook.ks": [256, 10**6]}, "codebook.ks: K=1000000 exceeds the ~196000 train"),
+    ({"kmeans.ks": [1, 256]}, "kmeans.ks.0: Input should be greater than or equal to 2"),
+    ({"kmeans.ks": [256, 10**6]}, "kmeans.ks: K=1000000 exceeds the ~196000 train"),
     ({"encoder.input_size": 30}, "encoder.input_size: 30 px is not divisible by the patch"),
     ({"encoder.name": "resnet50"}, "encoder.name: Input should be 'cnn_small'"),
     ({"data.dataset": "cifar10"}, "data.dataset: Input should be 'mnist5k' or 'imagefolder'"),
     ({"evaluate.extractor": "clip"}, "evaluate.extractor: Input should be 'evalnet' or"),
-    ({"generate.stage2_ar.top_p": 0}, "generate.stage2_ar.top_p: Input should be greater"),
-    ({"generate.stage1.top_p": 1.01}, "generate.stage1.top_p: Input should be less than or"),
-    ({"generate.stage1.temperature": -0.5}, "generate.stage1.temperature: Input should be"),
+    ({"generate.renderer_ar.top_p": 0}, "generate.renderer_ar.top_p: Input should be greater"),
+    (
+        {"generate.token_model.top_p": 1.01},
+        "generate.token_model.top_p: Input should be less than or",
+    ),
+    (
+        {"generate.token_model.temperature": -0.5},
+        "generate.token_model.temperature: Input should be",
+    ),
     (
         {**DINO, "encoder.weights": "weights/dinov2_vitb14_reg4.pth"},
         "encoder.weights: file 'weights/dinov2_vitb14_reg4.pth' not found; expected the "
@@ -393,10 +399,12 @@ def test_params_mistake_stops_a_torch_stage_before_compute(tmp_path):
     """The same check at the start of a later stage (its inputs do not even exist)."""
     args = ["--name", "k8", "--conditioning", "none", "--tokens", "t.zarr", "--images", "i.zarr"]
     args += ["--out", "out/ar.pt", "--metrics", "out/m.json", "--checkpoints", "out/ck"]
-    proc = stage_cli(tmp_path, "ar", {"generate.stage2_ar.temperature": -1}, [*args, "--live", "x"])
+    proc = stage_cli(
+        tmp_path, "ar", {"generate.renderer_ar.temperature": -1}, [*args, "--live", "x"]
+    )
     assert proc.returncode != 0
     assert proc.stderr.splitlines() == [
-        "error: params.yaml: generate.stage2_ar.temperature: Input should be greater than or "
+        "error: params.yaml: generate.renderer_ar.temperature: Input should be greater than or "
         "equal to 0 (got -1)"
     ]
     assert not (tmp_path / "out").exists()

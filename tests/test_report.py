@@ -18,7 +18,7 @@ def write(d: Path, name: str, data: dict) -> None:
 def fake_metrics(d: Path, disc_change: float, disc_fid: float, disc_probe: float) -> P.Params:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     params = P.validate(raw)
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     perts = [{"kind": "gaussian", "label": f"SNR {s} dB", "value": s} for s in (30, 20, 5)]
 
     def tok(c):
@@ -96,7 +96,7 @@ def test_report_writes_every_declared_output(tmp_path):
     m = tmp_path / "metrics"
     m.mkdir()
     params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     rows = [
         {"sweep": sw, "top_k": tk, "top_p": tp, "fid": f, "isc_mean": 2.0, "distinct_tokens": 9}
         for sw, tk, tp, f in (
@@ -149,7 +149,7 @@ def test_differences_within_noise_are_not_claimed(tmp_path):
     m.mkdir()
     params = fake_metrics(m, disc_change=0.1, disc_fid=9.9, disc_probe=0.52)  # VQ: 10.0 / 0.5
     write(m, "prepare", {"n_train": 320, "n_val": 80})
-    k = params.codebook.main_k
+    k = params.kmeans.main_k
     write(m, "gen_vq", {"fid": 10.0, "isc_mean": 5.0, "isc_std": 0.5, "extractor": "evalnet"})
     write(m, f"gen_digit_k{k}_ar", {"fid": 9.9, "isc_mean": 5.2, "isc_std": 0.5})
     v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]

@@ -13,7 +13,7 @@ from digit.encoders import build_encoder
 from pipeline import io
 from pipeline.artifacts import encoder_checkpoint
 from pipeline.params import validate
-from pipeline.stages import codebook, extract, tokenize
+from pipeline.stages import extract, kmeans, tokenize
 from pipeline.stages.ssl import encoder_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def make_params(store: str | None):
     raw["device"] = "cpu"
     raw["data"]["max_images"] = 40
     raw["extract"].update(store=store, batch_size=16)
-    raw["codebook"].update(ks=[8], main_k=8, niter=3)
+    raw["kmeans"].update(ks=[8], main_k=8, niter=3)
     return validate(raw)
 
 
@@ -53,7 +53,7 @@ def pipeline_tokens(params, inputs, work) -> tuple[np.ndarray, dict]:
     """extract -> codebook -> tokenize, as dvc.yaml chains them, in this process."""
     feats = str(work / "features" / "feats.zarr")
     info = extract.run(params, inputs["images"], inputs["encoder"], feats)
-    codebook.run(params, 8, inputs["images"], feats, str(work / "k8.npy"), str(work / "k8.json"))
+    kmeans.run(params, 8, inputs["images"], feats, str(work / "k8.npy"), str(work / "k8.json"))
     tokenize.run(params, 8, feats, str(work / "k8.npy"), str(work / "tokens.zarr"))
     return io.open_group(work / "tokens.zarr")["tokens"][:], info
 

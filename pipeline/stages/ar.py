@@ -22,7 +22,7 @@ import pipeline.train
 from digit.gpt import count_params
 from pipeline import ddp
 from pipeline.artifacts import load_images
-from pipeline.models import check_rows, load_tokens
+from pipeline.checkpoints import check_rows, load_tokens
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 from pipeline.train import Objective, build_model, finish_stage, train_stage

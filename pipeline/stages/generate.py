@@ -2,13 +2,13 @@
 
 The sets of the paper's Tables 3 and 4, by ``--source``:
 
-* ``sample``: an AR model of stage 1 (``--stage1``) samples N token sequences (unconditional, or
-  class-conditional with labels cycling through the classes) with ``generate.stage1`` /
-  ``generate.stage1_cond`` settings. DiGIT's discriminative tokens are then rendered to VQ tokens by
-  a stage-2 model (``--stage2``, "+VQGAN" or "+MaskGIT" by its kind, ``generate.stage2_*``
+* ``sample``: an AR model of stage 1 (``--token_model``) samples N token sequences (unconditional, or
+  class-conditional with labels cycling through the classes) with ``generate.token_model`` /
+  ``generate.token_model_cond`` settings. DiGIT's discriminative tokens are then rendered to VQ tokens by
+  a stage-2 model (``--renderer``, "+VQGAN" or "+MaskGIT" by its kind, ``generate.renderer_*``
   settings); the VQ baseline's tokens need no stage 2. The VQ decoder turns VQ tokens into pixels.
 * ``gt``: the upper bound "ground-truth DiGIT tokens + stage 2": discriminative tokens of val
-  images (``--tokens``) rendered by ``--stage2``.
+  images (``--tokens``) rendered by ``--renderer``.
 * ``recon``: the upper bound "VQ reconstruction only": val images through the VQ autoencoder.
 
 The Zarr store holds ``images`` (N, H, W, C) uint8, ``tokens`` (N, L) (the stage-1 sequence: sampled,
@@ -31,7 +31,7 @@ from digit.gpt import GPT
 from digit.vq import VQVAE, float_to_uint8, uint8_to_float
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.models import check_rows, load_gpt, load_tokens, load_vq
+from pipeline.checkpoints import check_rows, load_gpt, load_tokens, load_vq
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 from pipeline.train import seeded_generator
@@ -41,13 +41,13 @@ log = logging.getLogger("digit.generate")
 SOURCES = ("sample", "gt", "recon")
 
 
-def sample_stage1(
+def sample_token_model(
     params: Params, model: GPT, n: int, device: str
 ) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     """(n, L) tokens, (n,) labels or None, and the settings + throughput."""
     g = params.generate
     conditional = model.config.n_classes > 0
-    s = g.stage1_cond if conditional else g.stage1
+    s = g.token_model_cond if conditional else g.token_model
     # Runs of ``grid`` equal labels: row r of the figure shows class r; classes stay balanced.
     labels = (torch.arange(n) // g.grid) % model.config.n_classes if conditional else None
     t0 = time.perf_counter()
@@ -82,7 +82,7 @@ def render(
     gen = seeded_generator(params.seed, 11, device=device)
     t0 = time.perf_counter()
     if model.config.causal:
-        s = g.stage2_ar
+        s = g.renderer_ar
         ids = generate(
             model,
             len(prefix),
@@ -97,7 +97,7 @@ def render(
         )
         info = {"renderer": "ar", **s.model_dump(), "use_cache": g.use_cache}
     else:
-        s = g.stage2_maskgit
+        s = g.renderer_maskgit
         ids = maskgit_generate(
             model,
             prefix=prefix,
@@ -183,14 +183,14 @@ def run(
     out: str,
     figure: str,
     metrics: str,
-    stage1: str | None = None,
-    stage2: str | None = None,
+    token_model: str | None = None,
+    renderer: str | None = None,
     tokens: str | None = None,
 ) -> dict:
     if source not in SOURCES:
         raise StageError(f"--source: expected one of {SOURCES}, got {source!r}")
-    need = {"sample": ["stage1"], "gt": ["stage2", "tokens"], "recon": []}[source]
-    given = {"stage1": stage1, "stage2": stage2, "tokens": tokens}
+    need = {"sample": ["token_model"], "gt": ["renderer", "tokens"], "recon": []}[source]
+    given = {"token_model": token_model, "renderer": renderer, "tokens": tokens}
     missing = [k for k in need if given[k] is None]
     if missing:
         raise StageError(f"--source {source} needs --{' --'.join(missing)}")
@@ -201,25 +201,27 @@ def run(
     summary: dict = {"name": name, "source": source}
     labels = None
     class_names: list[str] = data.class_names
-    renderer = None
+    kind_of_renderer = None
 
-    s2 = None if stage2 is None else load_gpt(stage2, device)[0]
+    s2 = None if renderer is None else load_gpt(renderer, device)[0]
     if s2 is not None:
-        check_vocab(vq, vq_model.cfg.codebook_size, s2.config.vocab_size, stage2)
+        check_vocab(vq, vq_model.cfg.codebook_size, s2.config.vocab_size, renderer)
     if source == "sample":
-        ar, ar_ckpt = load_gpt(stage1, device)
-        seq, labels, summary["stage1"] = sample_stage1(params, ar, g.n_samples, device)
+        ar, ar_ckpt = load_gpt(token_model, device)
+        seq, labels, summary["token_model"] = sample_token_model(params, ar, g.n_samples, device)
         kind = ar_ckpt["token_kind"]
         if kind == "disc":
             if s2 is None:
-                raise StageError(f"{stage1}: discriminative tokens need a stage-2 model (--stage2)")
-            check_vocab(stage1, ar.config.vocab_size, s2.config.prefix_vocab_size, stage2)
-            vq_ids, summary["stage2"] = render(params, s2, seq, device)
-            renderer = summary["stage2"]["renderer"]
+                raise StageError(
+                    f"{token_model}: discriminative tokens need a stage-2 model (--renderer)"
+                )
+            check_vocab(token_model, ar.config.vocab_size, s2.config.prefix_vocab_size, renderer)
+            vq_ids, summary["renderer"] = render(params, s2, seq, device)
+            kind_of_renderer = summary["renderer"]["renderer"]
         else:
             if s2 is not None:
-                raise StageError(f"{stage1}: a model over VQ tokens takes no stage-2 model")
-            check_vocab(stage1, ar.config.vocab_size, vq_model.cfg.codebook_size, vq)
+                raise StageError(f"{token_model}: a model over VQ tokens takes no stage-2 model")
+            check_vocab(token_model, ar.config.vocab_size, vq_model.cfg.codebook_size, vq)
             vq_ids = seq
     elif source == "gt":
         rows = val_subset(params, data.is_val)
@@ -227,9 +229,9 @@ def run(
         check_rows(disc, len(data.labels), tokens)
         seq = torch.from_numpy(disc.tokens[rows].astype(np.int64))
         labels = torch.from_numpy(data.labels[rows])
-        check_vocab(tokens, disc.vocab, s2.config.prefix_vocab_size, stage2)
-        vq_ids, summary["stage2"] = render(params, s2, seq, device)
-        renderer = summary["stage2"]["renderer"]
+        check_vocab(tokens, disc.vocab, s2.config.prefix_vocab_size, renderer)
+        vq_ids, summary["renderer"] = render(params, s2, seq, device)
+        kind_of_renderer = summary["renderer"]["renderer"]
     else:
         rows = val_subset(params, data.is_val)
         labels = torch.from_numpy(data.labels[rows])
@@ -249,12 +251,16 @@ def run(
         if labels is not None:
             group.create_array(name="labels", data=labels.numpy().astype(np.int64))
         group.attrs.update(
-            name=name, source=source, renderer=renderer, class_names=class_names, info=summary
+            name=name,
+            source=source,
+            renderer=kind_of_renderer,
+            class_names=class_names,
+            info=summary,
         )
     what = {"sample": "samples", "gt": "ground-truth tokens", "recon": "VQ reconstructions"}[source]
     conditional = source == "sample" and labels is not None
     cond = ", class-conditional: row r = class r" if conditional else ""
-    via = f" -> stage 2 {renderer}" if renderer else ""
+    via = f" -> stage 2 {kind_of_renderer}" if kind_of_renderer else ""
     save_grid(pixels, figure, f"{name}: {what}{via}{cond}", g.grid)
     io.write_json(metrics, summary)
     log.info("%s: %d images -> %s", name, len(pixels), out)
@@ -270,7 +276,7 @@ def main() -> None:
         "figure",
         "metrics",
         extra={"source": str, "name": str},
-        optional=("stage1", "stage2", "tokens"),
+        optional=("token_model", "renderer", "tokens"),
     )
     with stage(f"generate_{args.name}", args.params) as params:
         run(
@@ -282,8 +288,8 @@ def main() -> None:
             args.out,
             args.figure,
             args.metrics,
-            stage1=args.stage1,
-            stage2=args.stage2,
+            token_model=args.token_model,
+            renderer=args.renderer,
             tokens=args.tokens,
         )
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from digit.metrics.probe import train_linear_probes
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.models import load_gpt, load_tokens
+from pipeline.checkpoints import load_gpt, load_tokens
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 

@@ -2,7 +2,7 @@
 
 FID / IS of the main unconditional DiGIT model under a sweep of top-k (top-p off) and a sweep of
 top-p (top-k off), ``sampling.n_samples`` images per setting. Everything else is held fixed: the
-temperature of ``generate.stage1``, the "+VQGAN" stage-2 renderer with ``generate.stage2_ar``, the
+temperature of ``generate.token_model``, the "+VQGAN" stage-2 renderer with ``generate.renderer_ar``, the
 VQ decoder, the extractor of ``evaluate`` and the seed, so every setting starts from the same random
 streams and only the filtering differs.
 """
@@ -16,11 +16,11 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.models import load_gpt, load_vq
+from pipeline.checkpoints import load_gpt, load_vq
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 from pipeline.stages.evaluate import extractor_weights, fidelity
-from pipeline.stages.generate import check_vocab, decode, render, sample_stage1
+from pipeline.stages.generate import check_vocab, decode, render, sample_token_model
 
 log = logging.getLogger("digit.sampling")
 
@@ -35,30 +35,36 @@ def settings(params: Params) -> list[dict]:
 
 
 def run(
-    params: Params, stage1: str, stage2: str, vq: str, images: str, evalnet: str, metrics: str
+    params: Params,
+    token_model: str,
+    renderer: str,
+    vq: str,
+    images: str,
+    evalnet: str,
+    metrics: str,
 ) -> dict:
     device = resolve_device(params.device)
     extractor = extractor_weights(params, evalnet)[0]
     data = load_images(images)
     ref = data.images[data.val]
-    ar, _ = load_gpt(stage1, device)
-    s2, _ = load_gpt(stage2, device)
+    ar, _ = load_gpt(token_model, device)
+    s2, _ = load_gpt(renderer, device)
     vq_model, _ = load_vq(vq, device)
     if ar.config.n_classes:
-        raise StageError(f"{stage1}: the sampling sweep takes an unconditional model")
-    check_vocab(stage1, ar.config.vocab_size, s2.config.prefix_vocab_size, stage2)
-    check_vocab(vq, vq_model.cfg.codebook_size, s2.config.vocab_size, stage2)
+        raise StageError(f"{token_model}: the sampling sweep takes an unconditional model")
+    check_vocab(token_model, ar.config.vocab_size, s2.config.prefix_vocab_size, renderer)
+    check_vocab(vq, vq_model.cfg.codebook_size, s2.config.vocab_size, renderer)
     n = params.sampling.n_samples
     rows = []
     for row in tqdm(settings(params), desc="sampling sweep", unit="setting"):
         t0 = time.perf_counter()
-        s1 = params.generate.stage1.model_copy(
+        s1 = params.generate.token_model.model_copy(
             update={"top_k": row["top_k"], "top_p": row["top_p"]}
         )
         p = params.model_copy(
-            update={"generate": params.generate.model_copy(update={"stage1": s1})}
+            update={"generate": params.generate.model_copy(update={"token_model": s1})}
         )
-        tokens, _, _ = sample_stage1(p, ar, n, device)
+        tokens, _, _ = sample_token_model(p, ar, n, device)
         vq_ids, _ = render(p, s2, tokens, device)
         pixels = decode(vq_model, vq_ids, p.generate.batch_size, device)
         result = fidelity(params, pixels, ref, evalnet)
@@ -74,11 +80,11 @@ def run(
         )
         rows.append(row)
     summary = {
-        "model": stage1,
-        "renderer": stage2,
+        "model": token_model,
+        "renderer": renderer,
         "extractor": extractor,
         "n_samples": n,
-        "temperature": params.generate.stage1.temperature,
+        "temperature": params.generate.token_model.temperature,
         "reference": f"val split ({len(ref)} images)",
         "rows": rows,
     }
@@ -87,9 +93,17 @@ def run(
 
 
 def main() -> None:
-    args = cli(__doc__, "stage1", "stage2", "vq", "images", "evalnet", "metrics")
+    args = cli(__doc__, "token_model", "renderer", "vq", "images", "evalnet", "metrics")
     with stage("sampling", args.params) as params:
-        run(params, args.stage1, args.stage2, args.vq, args.images, args.evalnet, args.metrics)
+        run(
+            params,
+            args.token_model,
+            args.renderer,
+            args.vq,
+            args.images,
+            args.evalnet,
+            args.metrics,
+        )
 
 
 if __name__ == "__main__":

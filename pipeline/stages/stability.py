@@ -33,7 +33,7 @@ from digit.metrics.stability import (
 )
 from pipeline import io
 from pipeline.artifacts import load_encoder, load_images
-from pipeline.models import load_vq
+from pipeline.checkpoints import load_vq
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 
@@ -100,15 +100,15 @@ def perturbations(params: Params) -> list[tuple[str, str, float, Callable]]:
     return out
 
 
-def fit_codebook(params: Params, encoder, pixels: np.ndarray, k: int, device: str) -> np.ndarray:
-    """K-Means for an encoder that has no codebook stage (the no-noise-augmentation control)."""
+def fit_centroids(params: Params, encoder, pixels: np.ndarray, k: int, device: str) -> np.ndarray:
+    """K-Means for an encoder that has no kmeans stage (the no-noise-augmentation control)."""
     feats = []
     with torch.inference_mode():
         for i in range(0, len(pixels), params.extract.batch_size):
             x = torch.from_numpy(pixels[i : i + params.extract.batch_size]).to(device)
             feats.append(encoder(x).float().cpu().numpy())
     x = np.concatenate(feats).reshape(-1, encoder.dim)
-    c = params.codebook
+    c = params.kmeans
     cfg = KMeansConfig(k, c.niter, params.seed, c.max_points_per_centroid, c.spherical)
     return fit_kmeans(x, cfg).centroids
 
@@ -144,7 +144,7 @@ def run(
     params: Params,
     images: str,
     encoder: str,
-    codebook: str,
+    centroids: str,
     vq: str,
     metrics: str,
     encoder_nonoise: str | None = None,
@@ -154,15 +154,15 @@ def run(
     data = load_images(images)
     val = data.images[data.val][: params.stability.max_images]
     train = data.images[data.train]
-    k = params.codebook.main_k
-    spherical = params.codebook.spherical
+    k = params.kmeans.main_k
+    spherical = params.kmeans.spherical
     aug = "noise-augmented" if params.ssl.noise_aug else "no noise augmentation"
     toks = [
         disc_tokenizer(
             "disc",
             f"{params.encoder.name} ({aug}) + K-Means K={k}",
             load_encoder(encoder, device),
-            np.load(codebook),
+            np.load(centroids),
             spherical,
         )
     ]
@@ -173,7 +173,7 @@ def run(
                 "disc_nonoise",
                 f"{params.encoder.name} trained without noise augmentation + K-Means K={k}",
                 enc,
-                fit_codebook(params, enc, train, k, device),
+                fit_centroids(params, enc, train, k, device),
                 spherical,
             )
         )
@@ -215,7 +215,7 @@ def main() -> None:
         __doc__,
         "images",
         "encoder",
-        "codebook",
+        "centroids",
         "vq",
         "metrics",
         optional=("encoder_nonoise", "vq_noise"),
@@ -225,7 +225,7 @@ def main() -> None:
             params,
             args.images,
             args.encoder,
-            args.codebook,
+            args.centroids,
             args.vq,
             args.metrics,
             args.encoder_nonoise,

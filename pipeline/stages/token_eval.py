@@ -27,7 +27,7 @@ log = logging.getLogger("digit.token_eval")
 def random_tokens(params: Params, k: int, pixels: np.ndarray, is_train: np.ndarray, encoder: str):
     feats = encode(encoder, pixels, params)  # (N, L, D)
     n, length, dim = feats.shape
-    c = params.codebook
+    c = params.kmeans
     train = np.flatnonzero(is_train)
     need = math.ceil(k * c.max_points_per_centroid / length)
     if need < len(train):

@@ -15,10 +15,10 @@ from pipeline.stage import cli, resolve_device, stage
 log = logging.getLogger("digit.tokenize")
 
 
-def run(params: Params, k: int, features: str, codebook: str, out: str) -> dict:
-    centroids = np.load(codebook)
+def run(params: Params, k: int, features: str, centroids: str, out: str) -> dict:
+    centroids = np.load(centroids)
     assign = Assigner(
-        centroids, params.codebook.spherical, resolve_device(params.device).startswith("cuda")
+        centroids, params.kmeans.spherical, resolve_device(params.device).startswith("cuda")
     )
     feats = io.open_group(features)["feats"]
     n, n_tokens, dim = feats.shape
@@ -42,9 +42,9 @@ def run(params: Params, k: int, features: str, codebook: str, out: str) -> dict:
 
 
 def main() -> None:
-    args = cli(__doc__, "features", "codebook", "out", extra={"k": int}, optional=("name",))
+    args = cli(__doc__, "features", "centroids", "out", extra={"k": int}, optional=("name",))
     with stage(args.name or f"tokenize@{args.k}", args.params) as params:
-        run(params, args.k, args.features, args.codebook, args.out)
+        run(params, args.k, args.features, args.centroids, args.out)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from digit.vq import (
 )
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.models import vq_checkpoint
+from pipeline.checkpoints import vq_checkpoint
 from pipeline.params import Params, encoder_patch
 from pipeline.stage import apply_variant, cli, resolve_device, stage
 from pipeline.train import (

@@ -1,4 +1,4 @@
-"""codebook@K: faiss K-Means on patch features of the train split -> codebooks/k{K}.npy.
+"""kmeans@K: faiss K-Means on patch features of the train split -> centroids/k{K}.npy.
 
 Reads only as many train images as faiss would keep (K x max_points_per_centroid points, the
 subsampling faiss does anyway), chosen by seed, so memory is bounded at paper scale.
@@ -16,7 +16,7 @@ from pipeline import io
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 
-log = logging.getLogger("digit.codebook")
+log = logging.getLogger("digit.kmeans")
 
 
 def train_vectors(params: Params, images: str, features: str, k: int) -> np.ndarray:
@@ -27,10 +27,10 @@ def train_vectors(params: Params, images: str, features: str, k: int) -> np.ndar
     n_vectors = len(train) * n_tokens
     if k > n_vectors:
         raise StageError(
-            f"codebook.ks: K={k} exceeds the {n_vectors} train feature vectors "
+            f"kmeans.ks: K={k} exceeds the {n_vectors} train feature vectors "
             f"({len(train)} images x {n_tokens} tokens)"
         )
-    need = math.ceil(k * params.codebook.max_points_per_centroid / n_tokens)
+    need = math.ceil(k * params.kmeans.max_points_per_centroid / n_tokens)
     if need < len(train):
         rng = np.random.default_rng(params.seed)
         train = np.sort(rng.choice(train, size=need, replace=False))
@@ -42,10 +42,10 @@ def train_vectors(params: Params, images: str, features: str, k: int) -> np.ndar
 
 
 def run(params: Params, k: int, images: str, features: str, out: str, metrics: str) -> dict:
-    if k not in params.codebook.ks:
-        raise StageError(f"codebook.ks: K={k} is not in the ablation list {params.codebook.ks}")
+    if k not in params.kmeans.ks:
+        raise StageError(f"kmeans.ks: K={k} is not in the ablation list {params.kmeans.ks}")
     x = train_vectors(params, images, features, k)
-    c = params.codebook
+    c = params.kmeans
     use_gpu = resolve_device(params.device).startswith("cuda")
     log.info("faiss K-Means: %d x %d -> K=%d (niter %d)", *x.shape, k, c.niter)
     result = fit_kmeans(
@@ -73,7 +73,7 @@ def main() -> None:
     args = cli(
         __doc__, "images", "features", "out", "metrics", extra={"k": int}, optional=("name",)
     )
-    with stage(args.name or f"codebook@{args.k}", args.params) as params:
+    with stage(args.name or f"kmeans@{args.k}", args.params) as params:
         run(params, args.k, args.images, args.features, args.out, args.metrics)
 
 

@@ -1,4 +1,4 @@
-"""stage2: DiGIT's pixel renderer, discriminative tokens -> VQ tokens -> models/stage2_<name>.pt.
+"""renderer: DiGIT's pixel renderer, discriminative tokens -> VQ tokens -> models/stage2_<name>.pt.
 
 The paper's second stage reads the ground-truth discriminative tokens of an image as a prefix and
 predicts the image's VQ tokens; the VQ decoder turns them into pixels. Two renderers, by name:
@@ -7,7 +7,7 @@ predicts the image's VQ tokens; the VQ decoder turns them into pixels. Two rende
   tokens only; sampled with top-p at generation time.
 * ``maskgit`` ("+MaskGIT"): the same transformer with bidirectional attention over [prefix] + [bos]
   + VQ tokens in which a cosine-scheduled random subset is masked, loss on the masked positions;
-  decoded in ``generate.stage2_maskgit.steps`` iterations (8 in the paper).
+  decoded in ``generate.renderer_maskgit.steps`` iterations (8 in the paper).
 
 Trained on ground-truth tokens of the train split; at generation time it is fed sampled tokens.
 Besides the val loss, metrics report the val loss with every prefix swapped for another image's
@@ -28,7 +28,7 @@ import pipeline.train
 from digit.gpt import count_params
 from pipeline import ddp
 from pipeline.artifacts import load_images
-from pipeline.models import check_rows, load_tokens
+from pipeline.checkpoints import check_rows, load_tokens
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 from pipeline.train import (
@@ -40,7 +40,7 @@ from pipeline.train import (
     train_stage,
 )
 
-log = logging.getLogger("digit.stage2")
+log = logging.getLogger("digit.renderer")
 
 RENDERERS = ("ar", "maskgit")
 
@@ -73,7 +73,7 @@ def run(
 
     torch.manual_seed(params.seed)
     model = build_model(
-        params.stage2,
+        params.renderer,
         vocab_size=vq.vocab,
         block_size=target.shape[1],
         prefix_vocab_size=disc.vocab,
@@ -82,21 +82,21 @@ def run(
     )
     objective = Objective(masked=renderer == "maskgit")
     log.info(
-        "stage2_%s: %s GPT, %.2fM params, prefix %d x K=%d -> %d VQ tokens",
+        "renderer_%s: %s GPT, %.2fM params, prefix %d x K=%d -> %d VQ tokens",
         name,
-        params.stage2.size,
+        params.renderer.size,
         count_params(model) / 1e6,
         prefix.shape[1],
         disc.vocab,
         target.shape[1],
     )
     done = train_stage(
-        f"stage2_{name}",
+        f"renderer_{name}",
         model,
         objective,
         train_data,
         val_data,
-        params.stage2,
+        params.renderer,
         params,
         checkpoints=checkpoints,
         live=live,
@@ -132,7 +132,7 @@ def run(
     }
     finish_stage(done, model, objective, out, metrics, summary, name=name, renderer=renderer)
     log.info(
-        "stage2_%s: val %.4f bits / VQ token (%.4f with shuffled prefixes)",
+        "renderer_%s: val %.4f bits / VQ token (%.4f with shuffled prefixes)",
         name,
         summary["val_bits_per_token"],
         summary["val_bits_per_token_shuffled_prefix"],
@@ -152,8 +152,8 @@ def main() -> None:
         "live",
         extra={"renderer": str, "name": str},
     )
-    with stage(f"stage2_{args.name}", args.params) as params:
-        if ddp.relaunch(params.stage2.nproc, "stage2.nproc"):
+    with stage(f"renderer_{args.name}", args.params) as params:
+        if ddp.relaunch(params.renderer.nproc, "renderer.nproc"):
             return  # the torchrun ranks did the work
         run(
             params,
