@@ -71,11 +71,12 @@ def apply_variant(
     params: Params, section: str, variants: dict[str, dict], variant: str | None
 ) -> Params:
     """``params`` with the overrides of ``--variant`` applied to ``params.<section>``: a DVC stage
-    such as ssl_nonoise or vq_noise is its base stage with one named change to the recipe."""
-    if variant is None:
+    such as ssl@nonoise or vq@noise is its base stage with one named change to the recipe;
+    ``main`` (or none) is the recipe of params.yaml as it stands."""
+    if variant in (None, "main"):
         return params
     if variant not in variants:
-        raise StageError(f"--variant: expected one of {', '.join(variants)}; got {variant!r}")
+        raise StageError(f"--variant: expected main or one of {', '.join(variants)}; got {variant!r}")
     old = getattr(params, section)
     return params.model_copy(update={section: old.model_copy(update=variants[variant])})
 

@@ -114,13 +114,13 @@ def kill_before_rename(project: Path, stage: str, output: str) -> subprocess.Com
 @pytest.fixture(scope="module")
 def extract_killed(chain):
     a = chain.a
-    killed = kill_before_rename(a, "extract", "features/feats.zarr")
+    killed = kill_before_rename(a, "extract@main", "features/feats.zarr")
     after_kill = {
         "out_exists": (a / "features/feats.zarr").exists(),
         "temporaries": temporaries(a / "features"),
-        "status": dvc_run(a, "status", "extract").stdout,
+        "status": dvc_run(a, "status", "extract@main").stdout,
     }
-    rerun = dvc_run(a, "repro", "extract")
+    rerun = dvc_run(a, "repro", "extract@main")
     return killed, after_kill, rerun
 
 
@@ -129,7 +129,7 @@ def test_kill_during_extract_leaves_no_half_output(extract_killed, chain):
     assert killed.returncode != 0 and KILLED.search(killed.stderr), killed.stderr[-2000:]
     assert not after_kill["out_exists"]  # nothing DVC or tokenize could take for a result
     assert [t.startswith(".feats.zarr.tmp-") for t in after_kill["temporaries"]] == [True]
-    assert "extract" in after_kill["status"]  # DVC knows the stage did not finish
+    assert "extract@main" in after_kill["status"]  # DVC knows the stage did not finish
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert temporaries(chain.a / "features") == []  # the re-run swept the leftover
     import zarr
@@ -273,7 +273,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
         """`dvc repro ssl` (prepare, then ssl: enough work left after the poll below that it is
         surely still busy), once it runs a stage; else what it printed and how it ended."""
         first = subprocess.Popen(
-            ["dvc", "repro", "ssl"], cwd=project, env=ENV, stdout=subprocess.PIPE,
+            ["dvc", "repro", "ssl@main"], cwd=project, env=ENV, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
         start = time.monotonic()
@@ -294,7 +294,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
         assert not isinstance(first, str), first
     try:
         t0 = time.monotonic()
-        second = dvc_run(project, "repro", "ssl")
+        second = dvc_run(project, "repro", "ssl@main")
         seconds = time.monotonic() - t0
         out, _ = first.communicate(timeout=120)
     finally:
@@ -307,7 +307,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
     assert "is busy, it is being blocked by" in message or "Unable to acquire lock" in message
     assert "Running stage" not in second.stdout  # DVC checks its locks before running anything
     assert first.returncode == 0, out[-2000:]
-    assert "up to date" in dvc_run(project, "status", "ssl").stdout
+    assert "up to date" in dvc_run(project, "status", "ssl@main").stdout
     assert temporaries(project / "data") == []
 
 

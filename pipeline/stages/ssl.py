@@ -135,7 +135,7 @@ def run(
 
 def main() -> None:
     args = cli(__doc__, "images", "out", "random_out", "metrics", optional=("variant",))
-    name = f"ssl_{args.variant}" if args.variant else "ssl"
+    name = f"ssl@{args.variant or 'main'}"
     with stage(name, args.params) as params:
         run(params, args.images, args.out, args.random_out, args.metrics, args.variant)
 

@@ -206,7 +206,7 @@ def main() -> None:
     args = cli(
         __doc__, "images", "out", "tokens", "metrics", "checkpoints", "live", optional=("variant",)
     )
-    name = f"vq_{args.variant}" if args.variant else "vq"
+    name = f"vq@{args.variant or 'main'}"
     with stage(name, args.params) as params:
         run(
             params,
