@@ -44,7 +44,7 @@ def parse_log(text: str) -> tuple[list[tuple[str, float]], float | None]:
 
 # What each stage's time goes to, by the name the stage logs (first match wins).
 GROUPS = [
-    ("GPT training (ar, stage 2)", re.compile(r"^(ar|renderer)_")),
+    ("GPT training (token models, renderers)", re.compile(r"^(ar|renderer)_")),
     ("encoder training (ssl)", re.compile(r"^ssl")),
     ("VQ autoencoder training", re.compile(r"^vq")),
     ("generation", re.compile(r"^generate_")),
@@ -122,6 +122,45 @@ def run_repro(opts) -> Section:
     )
 
 
+def run_warm(opts) -> Section:
+    """Item 10: the same whole-DAG run with warm and with cold stage starts (two logs)."""
+    if not (opts.repro_log and opts.cold_log):
+        sys.exit("error: item warm needs --repro-log (warm run) and --cold-log (cold run)")
+    rows, totals = [], {}
+    for label, path in (
+        ("warm (fork server)", opts.repro_log),
+        ("cold (DIGIT_WARM=0)", opts.cold_log),
+    ):
+        text = Path(path).read_text()
+        stages, total = parse_log(text)
+        if not stages or total is None:
+            sys.exit(f"error: {path}: not a complete `benchmarks.repro` log")
+        inside = sum(t for _, t in stages)
+        totals[label] = total
+        rows.append(
+            {
+                "stage starts": label,
+                "stages": len(stages),
+                "wall s": total,
+                "inside stages s": inside,
+                "between stages s / stage": (total - inside) / len(stages),
+            }
+        )
+    warm, cold = totals.values()
+    return Section(
+        key="warm",
+        title="10. Warm vs cold stage starts on the whole DAG",
+        measured="two clean-clone `dvc repro` runs made back to back by one command",
+        rows=rows,
+        notes=[
+            f"Cold / warm wall time: {cold / warm:.2f}x ({cold - warm:.0f} s saved). 'Between "
+            "stages' is DVC's bookkeeping plus each stage's start: a fork of the warm server, or "
+            "a fresh Python importing torch, torchvision and torch-fidelity. Made by "
+            "`python -m benchmarks.repro --cold-first COLD.log --clean-clone WARM.log`."
+        ],
+    )
+
+
 def dvc(*args: str, cwd: Path = ROOT) -> str:
     proc = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
@@ -189,9 +228,10 @@ def _flow_speedup(cmd: list[str]) -> str:
     return proc.stdout.strip()
 
 
-def clean_clone(log: Path, keep: bool = False) -> None:
+def clean_clone(log: Path, keep: bool = False, warm: bool = True) -> None:
     """Copy the project to a temporary git checkout, time `dvc repro` there, keep the log (and
-    with ``keep`` the checkout, whose outputs and DVC cache can then be copied back)."""
+    with ``keep`` the checkout, whose outputs and DVC cache can then be copied back). ``warm``
+    False: every stage starts cold (``DIGIT_WARM=0``), the baseline of item 10."""
     work = Path(tempfile.mkdtemp(prefix="bench_repro_"))
     for name in PROJECT_FILES:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +241,7 @@ def clean_clone(log: Path, keep: bool = False) -> None:
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "init"], cwd=work, check=True)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
+    env["DIGIT_WARM"] = "1" if warm else "0"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -210,8 +251,11 @@ def clean_clone(log: Path, keep: bool = False) -> None:
         )
     total = time.perf_counter() - t0
     with open(log, "a") as f:
+        f.write(f"# stage starts: {'warm' if warm else 'cold (DIGIT_WARM=0)'}\n")
         f.write(f"# dvc repro wall time: {total:.1f} s (exit {proc.returncode}, in {work})\n")
-    print(f"dvc repro: {total:.1f} s, exit {proc.returncode}; log {log}")
+    print(
+        f"dvc repro ({'warm' if warm else 'cold'}): {total:.1f} s, exit {proc.returncode}; log {log}"
+    )
     if proc.returncode == 0 and not keep:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -220,7 +264,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="time a full `dvc repro` in a clean clone")
     parser.add_argument("--clean-clone", metavar="LOG", required=True, type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the checkout (path in the log)")
+    parser.add_argument(
+        "--cold-first",
+        metavar="LOG",
+        type=Path,
+        help="item 10: first the same run with every stage started cold (DIGIT_WARM=0), logged here",
+    )
     args = parser.parse_args()
+    if args.cold_first:
+        clean_clone(args.cold_first, keep=False, warm=False)
     clean_clone(args.clean_clone, args.keep)
 
 

@@ -4,6 +4,7 @@
     python -m benchmarks.run --quick                 # the same at smaller sizes (~minutes)
     python -m benchmarks.run --items repro --repro-log reports/repro.log
     python -m benchmarks.run --items noop,flow       # need the whole DAG: slow, run by hand
+    python -m benchmarks.run --items warm --repro-log WARM.log --cold-log COLD.log
 
 Sections of items not run this time are kept from the existing report, so the DAG items, measured
 rarely, and the quick ones, measured often, live in one file. Each section states when it was
@@ -35,6 +36,7 @@ ITEMS = {
     "flow": ("benchmarks.repro", "run_flow"),
     "paper": ("benchmarks.paper_scale", "run"),
     "gpu": ("benchmarks.gpu", "run"),
+    "warm": ("benchmarks.repro", "run_warm"),
 }
 DEFAULT = ["extract", "kmeans", "sampling", "training", "paper"]
 SECTION = re.compile(r"<!-- bench:(\w+) -->.*?<!-- /bench:\1 -->", re.S)
@@ -68,6 +70,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
     parser.add_argument("--out", default=str(ROOT / "reports" / "benchmarks.md"))
     parser.add_argument("--repro-log", default=None, help="item repro: a `dvc repro` log")
+    parser.add_argument(
+        "--cold-log", default=None, help="item warm: the cold-start `dvc repro` log"
+    )
     parser.add_argument("--flow-base", default=None, help="item flow: a reproduced checkout")
     parser.add_argument(
         "--flow-whole",
