@@ -1,12 +1,17 @@
-"""The report never states a claim holds when its numbers say otherwise (synthetic metrics files)."""
+"""The report never states a claim holds when its numbers say otherwise (synthetic metrics files),
+and never drops a row the DAG is supposed to produce: a missing metrics file stops it, named."""
 
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipeline import params as P
-from pipeline.report import write_reports
+from pipeline import sets
+from pipeline.report.metrics import MissingMetrics
+from pipeline.report.write import write_reports
+from pipeline.sets import sample_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,10 +20,52 @@ def write(d: Path, name: str, data: dict) -> None:
     (d / f"{name}.json").write_text(json.dumps(data))
 
 
+def probe(top1: float, best: int) -> dict:
+    return {
+        "best_top1": top1,
+        "best_layer": best,
+        "n_layers": 4,
+        "top1_per_layer": [0.4, top1, 0.45, 0.5],
+        "protocol": "p",
+    }
+
+
+def dag_metrics(d: Path, params: P.Params) -> None:
+    """Plain numbers in every metrics file of the DAG that the report needs, named by
+    pipeline/sets.py: what `report` finds after a full repro. Tests overwrite what they test."""
+    ks, main = params.kmeans.ks, params.kmeans.main_k
+    for s in sample_sets(ks, main).values():
+        write(d, s.metrics, {"fid": 12.0, "isc_mean": 4.0, "extractor": "evalnet"})
+        if s.token_model:
+            write(d, sets.ar(s.token_model), {"n_params": 2e6, "seq_len": 49})
+    for model in sets.probe_models(ks):
+        write(d, sets.probe(model), probe(0.5, 2))
+    for k in ks:
+        scores = {"codes_used": k, "token_probe_top1": 0.6, "bag_knn_top1": 0.5}
+        write(d, sets.tokens(k), {"trained": scores, "random": scores})
+    for enc in (sets.ENCODER, sets.ENCODER_MAE):
+        write(d, enc, {"knn_top1": {"pixels": 0.8, "random": 0.7, "trained": 0.9}, "protocol": "p"})
+    row = {"sweep": "top_k", "top_k": 0, "top_p": 1.0, "fid": 5.0, "isc_mean": 2.0}
+    write(
+        d,
+        sets.SAMPLING,
+        {
+            "model": "a",
+            "renderer": "b",
+            "n_samples": 10,
+            "temperature": 1.0,
+            "reference": "val",
+            "extractor": "evalnet",
+            "rows": [row | {"distinct_tokens": 9}],
+        },
+    )
+
+
 def fake_metrics(d: Path, disc_change: float, disc_fid: float, disc_probe: float) -> P.Params:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     params = P.validate(raw)
     k = params.kmeans.main_k
+    dag_metrics(d, params)
     perts = [{"kind": "gaussian", "label": f"SNR {s} dB", "value": s} for s in (30, 20, 5)]
 
     def tok(c):
@@ -40,18 +87,8 @@ def fake_metrics(d: Path, disc_change: float, disc_fid: float, disc_probe: float
     )
     write(d, "gen_vq", {"fid": 10.0, "isc_mean": 5.0, "extractor": "evalnet"})
     write(d, f"gen_digit_k{k}_ar", {"fid": disc_fid, "isc_mean": 6.0, "extractor": "evalnet"})
-    for name, top1, best in ((f"probe_k{k}", disc_probe, 2), ("probe_vq", 0.5, 4)):
-        write(
-            d,
-            name,
-            {
-                "best_top1": top1,
-                "best_layer": best,
-                "n_layers": 4,
-                "top1_per_layer": [0.4, top1, 0.45, 0.5],
-                "protocol": "p",
-            },
-        )
+    write(d, f"probe_k{k}", probe(disc_probe, 2))
+    write(d, "probe_vq", probe(0.5, 4))
     write(
         d,
         "toy",
@@ -91,8 +128,8 @@ def test_claims_fail_when_numbers_disagree(tmp_path):
 
 
 def test_report_writes_every_declared_output(tmp_path):
-    """dvc.yaml's `report` outs are exactly files the stage writes, even from partial metrics;
-    the sampling and encoder-kind tables render from their metrics."""
+    """dvc.yaml's `report` outs are exactly files the stage writes; the sampling and encoder-kind
+    tables render from their metrics."""
     m = tmp_path / "metrics"
     m.mkdir()
     params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
@@ -119,17 +156,7 @@ def test_report_writes_every_declared_output(tmp_path):
         },
     )
     write(m, f"gen_mae_k{k}_ar", {"fid": 30.0, "isc_mean": 1.5})
-    write(
-        m,
-        "probe_mae",
-        {
-            "best_top1": 0.2,
-            "best_layer": 1,
-            "n_layers": 4,
-            "top1_per_layer": [0.2] * 4,
-            "protocol": "p",
-        },
-    )
+    write(m, "probe_mae", probe(0.2, 1))
     write(m, "encoder_mae", {"knn_top1": {"trained": 0.7}})
     write_reports(params, m, tmp_path / "reports")
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -154,3 +181,47 @@ def test_differences_within_noise_are_not_claimed(tmp_path):
     write(m, f"gen_digit_k{k}_ar", {"fid": 9.9, "isc_mean": 5.2, "isc_std": 0.5})
     v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
     assert v[1] == "inconclusive (within noise)" and v[2] == "inconclusive (within noise)", v
+
+
+def _missing_cases() -> list[str]:
+    """One file of each kind the report needs, for params.yaml's K list."""
+    params = P.load(ROOT / "params.yaml")
+    ks, main = params.kmeans.ks, params.kmeans.main_k
+    return [
+        sets.gen(sets.digit_set(main, "maskgit")),  # Table 3
+        sets.gen(sets.vq_set(conditional=True)),  # Table 4
+        sets.gen(sets.digit_set(ks[0])),  # only in the K ablation
+        sets.gen(sets.mae_set(main)),  # only in the encoder-kind ablation
+        sets.ar(sets.disc_model(main, conditional=True)),  # Table 4's parameter count
+        sets.probe(sets.MAE_MODEL),
+        sets.tokens(ks[-1]),
+        sets.ENCODER_MAE,
+        sets.STABILITY,
+        sets.SAMPLING,
+    ]
+
+
+@pytest.mark.parametrize("stem", _missing_cases())
+def test_a_missing_dag_metrics_file_stops_the_report(tmp_path, stem):
+    """Rows no longer vanish: the error names the file."""
+    m = tmp_path / "metrics"
+    m.mkdir()
+    params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
+    (m / f"{stem}.json").unlink()
+    with pytest.raises(MissingMetrics, match=f"{stem}.json is missing"):
+        write_reports(params, m, tmp_path / "reports")
+
+
+def test_the_toy_section_is_optional(tmp_path):
+    """The one optional section: without metrics/toy.json its table says so and the claim is
+    not tested; every declared out is still written."""
+    m = tmp_path / "metrics"
+    m.mkdir()
+    params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
+    (m / f"{sets.TOY}.json").unlink()
+    v = write_reports(params, m, tmp_path / "reports")
+    assert v[4].verdict == "not tested"
+    assert "Not produced by this run" in (tmp_path / "reports/toy.md").read_text()
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec["stages"]["report"]["outs"]]
+    assert all((tmp_path / o).exists() for o in outs)

@@ -1,6 +1,6 @@
 """report: metrics/*.json -> reports/ (tables as markdown + csv, figures, README.md, claims.md).
 
-The one writer of reports/ besides the sample grids of the generate stages (pipeline/report.py).
+The one writer of reports/ besides the sample grids of the generate stages (pipeline/report/).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from pipeline.params import Params
-from pipeline.report import write_reports
+from pipeline.report.write import write_reports
 from pipeline.stage import cli, stage
 
 log = logging.getLogger("digit.report")

@@ -1,0 +1,94 @@
+"""The report's matplotlib figures (reports/figures/*.png), drawn from metrics dicts as given:
+this module knows no file or set names. matplotlib loads on the first figure (Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import io
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    _plt().close(fig)
+
+
+def plot_stability(st: dict, paper: dict, path: Path) -> None:
+    """Table 1 as curves (Gaussian noise, with the paper's) and bars (the other perturbations);
+    ``paper`` is paper.yaml's table1_stability."""
+    plt = _plt()
+    perts = st["perturbations"]
+    gauss = [i for i, p in enumerate(perts) if p["kind"] == "gaussian"]
+    other = [i for i, p in enumerate(perts) if p["kind"] != "gaussian"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    snr = [perts[i]["value"] for i in gauss]
+    for name, r in st["tokenizers"].items():
+        axes[0].plot(snr, [r["token_change"][i] for i in gauss], "o-", label=name)
+        axes[1].plot(snr, [r["cos_quantized"][i] for i in gauss], "o-", label=name)
+    axes[0].plot(paper["snr_db"], paper["vq_token_change"], "k:", label="paper VQ")
+    axes[0].plot(paper["snr_db"], paper["disc_token_change"], "k--", label="paper Disc")
+    axes[1].plot(paper["snr_db"], paper["vq_cos_sim"], "k:", label="paper VQ")
+    axes[1].plot(paper["snr_db"], paper["disc_cos_sim"], "k--", label="paper Disc")
+    for ax, title in (
+        (axes[0], "fraction of tokens changed"),
+        (axes[1], "cos-sim of quantized vectors"),
+    ):
+        ax.set_xlabel("SNR (dB)")
+        ax.invert_xaxis()
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    width = 0.8 / max(1, len(st["tokenizers"]))
+    x = np.arange(len(other))
+    for j, (name, r) in enumerate(st["tokenizers"].items()):
+        axes[2].bar(x + j * width, [r["token_change"][i] for i in other], width, label=name)
+    axes[2].set_xticks(
+        x + 0.4 - width / 2, [perts[i]["label"] for i in other], rotation=20, fontsize=8
+    )
+    axes[2].set_title("tokens changed: perturbations outside the augmentation")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_sampling(s: dict, path: Path) -> None:
+    """Fig. 6: FID and IS along the top-k and top-p sweeps."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, sweep, label in ((axes[0], "top_k", "top-k (0 = off)"), (axes[1], "top_p", "top-p")):
+        rows = [r for r in s["rows"] if r["sweep"] == sweep]
+        xs = [str(r[sweep]) for r in rows]
+        ax.plot(xs, [r["fid"] for r in rows], "o-", color="C0", label="FID (lower is better)")
+        ax.set_xlabel(label)
+        ax.set_ylabel("FID", color="C0")
+        twin = ax.twinx()
+        twin.plot(xs, [r["isc_mean"] for r in rows], "s--", color="C1", label="IS")
+        twin.set_ylabel("IS (higher is better)", color="C1")
+        ax.set_title(f"{sweep.replace('_', '-')} sweep ({s['extractor']})")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_probe(curves: list[tuple[str, dict]], path: Path) -> None:
+    """Fig. 3(b): linear-probe top-1 per block, one curve per (label, probe metrics)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label, p in curves:
+        ax.plot(range(1, p["n_layers"] + 1), p["top1_per_layer"], "o-", label=label)
+    ax.set_xlabel("transformer block")
+    ax.set_ylabel("linear probe top-1 (val)")
+    ax.set_title("linear probe per layer (Fig. 3(b))")
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,207 @@
+"""The names of what the DAG makes, defined once: the generated sample sets as a function of the
+K list and the main K, and the stems of the metrics files (``metrics/<stem>.json``) the stages
+write.
+
+A sample set ``<name>`` is ``samples/<name>.zarr``, ``reports/figures/samples_<name>.png``,
+``metrics/generate_<name>.json`` (its generate stage) and ``metrics/gen_<name>.json`` (its FID / IS
+/ KID). dvc.yaml spells the same names in its templates; tests/test_sets.py resolves dvc.yaml
+through DVC and checks that its stages write exactly these sets and read the token models and
+renderers named here. The report (pipeline/report/) builds no name of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# --- token models (metrics/ar_<model>.json, models/ar_<model>.pt) and their probes ------------------
+
+VQ_MODEL = "vq"  # the AR model over VQ tokens, unconditional
+VQ_COND_MODEL = "vq_cond"  # ... class-conditional
+MAE_MODEL = "mae"  # the AR model over K-Means tokens of the masked-autoencoder encoder (main K)
+
+
+def disc_model(k: int, conditional: bool = False) -> str:
+    """The AR model over the discriminative (SimCLR + K-Means) tokens of cluster count ``k``."""
+    return f"k{k}_cond" if conditional else f"k{k}"
+
+
+def renderer_name(tokens: str, k: int, kind: Literal["ar", "maskgit"]) -> str:
+    """A stage-2 renderer (metrics/renderer_<name>.json): ``tokens`` is disc or mae."""
+    return f"mae_{kind}" if tokens == "mae" else f"k{k}_{kind}"
+
+
+# --- metrics file stems -------------------------------------------------------------------------
+
+PREPARE = "prepare"
+SSL = "ssl"  # the main (SimCLR) encoder's training
+SSL_NONOISE = "ssl_nonoise"  # ... without noise augmentation (Table 1 control)
+SSL_MAE = "ssl_mae"  # ... trained as a masked autoencoder (Fig. 4a)
+ENCODER = "encoder"  # the main encoder's k-NN evaluation
+ENCODER_MAE = "encoder_mae"
+KMEANS_MAE = "kmeans_mae"
+VQ = "vq"  # the VQ autoencoder
+VQ_NOISE = "vq_noise"  # ... trained with the encoder's noise augmentation (Table 1 control)
+EVALNET = "evalnet"
+STABILITY = "stability"
+SAMPLING = "sampling"
+TOY = "toy"
+
+
+def kmeans(k: int) -> str:
+    return f"kmeans_k{k}"
+
+
+def tokens(k: int) -> str:
+    """The token evaluation of the discriminative tokens at cluster count ``k``."""
+    return f"tokens_k{k}"
+
+
+def ar(model: str) -> str:
+    return f"ar_{model}"
+
+
+def renderer(name: str) -> str:
+    return f"renderer_{name}"
+
+
+def probe(model: str) -> str:
+    return f"probe_{model}"
+
+
+def generate(set_name: str) -> str:
+    """The generate stage's own metrics of a sample set (timings, counts)."""
+    return f"generate_{set_name}"
+
+
+def gen(set_name: str) -> str:
+    """The evaluation of a sample set: FID / IS / KID / precision / recall."""
+    return f"gen_{set_name}"
+
+
+def probe_models(ks: list[int]) -> list[str]:
+    """Every token model the DAG probes (Table 2, Fig. 3(b), Fig. 4a), in table order."""
+    return [disc_model(k) for k in ks] + [VQ_MODEL, MAE_MODEL]
+
+
+# --- sample sets --------------------------------------------------------------------------------
+
+Source = Literal["sample", "gt", "recon"]
+Tokens = Literal["disc", "mae", "vq"]
+GenTable = Literal["table3_unconditional", "table4_conditional"]
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    name: str
+    label: str  # its row label in the generation table
+    source: Source  # sample: a token model samples | gt: val tokens | recon: VQ reconstructions
+    tokens: Tokens  # the first-stage tokens: discriminative, MAE-encoder K-Means, or VQ
+    k: int | None  # K-Means cluster count of those tokens (None: VQ tokens)
+    token_model: str | None  # ar_<token_model>; None: nothing sampled (gt, recon)
+    renderer: str | None  # renderer_<renderer>; None: VQ tokens go straight to the VQ decoder
+    conditional: bool
+    table: GenTable | None  # the generation table that shows it (None: only the ablations)
+
+    @property
+    def metrics(self) -> str:
+        return gen(self.name)
+
+
+def vq_set(conditional: bool = False) -> str:
+    return "vq_cond" if conditional else "vq"
+
+
+VQ_RECON_SET = "vq_recon"
+
+
+def digit_set(k: int, kind: Literal["ar", "maskgit"] = "ar", conditional: bool = False) -> str:
+    return f"digit_k{k}_cond_{kind}" if conditional else f"digit_k{k}_{kind}"
+
+
+def gt_set(k: int, kind: Literal["ar", "maskgit"]) -> str:
+    return f"gt_k{k}_{kind}"
+
+
+def mae_set(k: int) -> str:
+    return f"mae_k{k}_ar"
+
+
+def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
+    """Every sample set the DAG generates and evaluates, by name. The order is the generation
+    tables' row order: Table 3's rows, then Table 4's, then the sets only the ablations show."""
+    m = main_k
+    t3: GenTable = "table3_unconditional"
+    t4: GenTable = "table4_conditional"
+
+    def digit(k: int, kind: Literal["ar", "maskgit"], cond: bool, label: str) -> SampleSet:
+        return SampleSet(
+            name=digit_set(k, kind, cond),
+            label=label,
+            source="sample",
+            tokens="disc",
+            k=k,
+            token_model=disc_model(k, cond),
+            renderer=renderer_name("disc", k, kind),
+            conditional=cond,
+            table=(t4 if cond else t3) if k == m else None,
+        )
+
+    def vq(cond: bool, label: str) -> SampleSet:
+        return SampleSet(
+            name=vq_set(cond),
+            label=label,
+            source="sample",
+            tokens="vq",
+            k=None,
+            token_model=VQ_COND_MODEL if cond else VQ_MODEL,
+            renderer=None,
+            conditional=cond,
+            table=t4 if cond else t3,
+        )
+
+    def gt(kind: Literal["ar", "maskgit"], label: str) -> SampleSet:
+        return SampleSet(
+            name=gt_set(m, kind),
+            label=f"upper bound: ground-truth DiGIT tokens + stage 2 ({label})",
+            source="gt",
+            tokens="disc",
+            k=m,
+            token_model=None,
+            renderer=renderer_name("disc", m, kind),
+            conditional=False,
+            table=t3,
+        )
+
+    sets = [
+        vq(False, "AR over VQ tokens"),
+        *(digit(k, "ar", False, f"DiGIT (+VQ AR renderer), K={k}") for k in ks),
+        digit(m, "maskgit", False, f"DiGIT (+MaskGIT renderer), K={m}"),
+        gt("ar", "AR"),
+        gt("maskgit", "MaskGIT"),
+        SampleSet(
+            name=VQ_RECON_SET,
+            label="upper bound: VQ reconstruction only",
+            source="recon",
+            tokens="vq",
+            k=None,
+            token_model=None,
+            renderer=None,
+            conditional=False,
+            table=t3,
+        ),
+        vq(True, "AR over VQ tokens, class-conditional"),
+        digit(m, "ar", True, f"DiGIT (+VQ AR renderer), K={m}, class-conditional"),
+        SampleSet(
+            name=mae_set(m),
+            label=f"DiGIT over MAE-encoder tokens (+VQ AR renderer), K={m}",
+            source="sample",
+            tokens="mae",
+            k=m,
+            token_model=MAE_MODEL,
+            renderer=renderer_name("mae", m, "ar"),
+            conditional=False,
+            table=None,
+        ),
+    ]
+    return {s.name: s for s in sets}

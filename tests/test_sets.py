@@ -1,0 +1,134 @@
+"""pipeline/sets.py is the definition of the generated sets and metrics file names; dvc.yaml, as
+DVC resolves it for params.yaml, must write exactly those files and build each set from the token
+model and renderer the definition names."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline import sets
+from pipeline.params import load
+from pipeline.sets import sample_sets
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load(ROOT / "params.yaml")
+KS, MAIN_K = PARAMS.kmeans.ks, PARAMS.kmeans.main_k
+SETS = sample_sets(KS, MAIN_K)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    deps: frozenset[str]
+    outs: frozenset[str]  # outs, metrics and plots
+
+
+@pytest.fixture(scope="module")
+def dag() -> list[Stage]:
+    from dvc.repo import Repo
+
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    with Repo(str(ROOT)) as repo:
+        return [
+            Stage(
+                st.addressing,
+                frozenset(d.def_path for d in st.deps),
+                frozenset(o.def_path for o in st.outs),
+            )
+            for st in repo.index.stages
+        ]
+
+
+def written(dag: list[Stage], pattern: str, stage_prefix: str = "") -> set[str]:
+    return {
+        o
+        for st in dag
+        if st.name.startswith(stage_prefix)
+        for o in st.outs
+        if re.fullmatch(pattern, o)
+    }
+
+
+def test_evaluate_stages_write_exactly_the_sample_sets(dag):
+    expected = {f"metrics/gen_{s}.json" for s in sample_sets(KS, MAIN_K)}
+    assert written(dag, r"metrics/gen_.*\.json", "evaluate") == expected
+    assert written(dag, r"metrics/gen_.*\.json") == expected  # no other stage writes one
+
+
+def test_each_set_is_made_from_the_models_its_definition_names(dag):
+    made = {o: st for st in dag for o in st.outs}
+    for s in SETS.values():
+        st = made.get(f"samples/{s.name}.zarr")
+        assert st, f"{s.name}: no stage of dvc.yaml writes samples/{s.name}.zarr"
+        assert f"reports/figures/samples_{s.name}.png" in st.outs, st.name
+        assert f"metrics/{sets.generate(s.name)}.json" in st.outs, st.name
+        models = {d for d in st.deps if d.startswith("models/") and d != "models/vq.pt"}
+        expected = set()
+        if s.token_model:
+            expected.add(f"models/ar_{s.token_model}.pt")
+        if s.renderer:
+            expected.add(f"models/renderer_{s.renderer}.pt")
+        assert models == expected, f"{st.name} ({s.name})"
+        evaluate = made[f"metrics/{s.metrics}.json"]
+        assert f"samples/{s.name}.zarr" in evaluate.deps, evaluate.name
+    assert {s.table for s in SETS.values()} == {
+        "table3_unconditional",
+        "table4_conditional",
+        None,
+    }
+
+
+def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
+    """The DAG's metrics/*.json are exactly the stems pipeline/sets.py names."""
+    token_models = {s.token_model for s in SETS.values() if s.token_model}
+    renderers = {s.renderer for s in SETS.values() if s.renderer}
+    stems = {
+        sets.PREPARE,
+        sets.SSL,
+        sets.SSL_NONOISE,
+        sets.SSL_MAE,
+        sets.ENCODER,
+        sets.ENCODER_MAE,
+        sets.KMEANS_MAE,
+        sets.VQ,
+        sets.VQ_NOISE,
+        sets.EVALNET,
+        sets.STABILITY,
+        sets.SAMPLING,
+        sets.TOY,
+        *(sets.kmeans(k) for k in KS),
+        *(sets.tokens(k) for k in KS),
+        *(sets.ar(m) for m in token_models),
+        *(sets.renderer(r) for r in renderers),
+        *(sets.probe(m) for m in sets.probe_models(KS)),
+        *(sets.generate(s) for s in SETS),
+        *(sets.gen(s) for s in SETS),
+    }
+    assert written(dag, r"metrics/[^/]+\.json") == {f"metrics/{s}.json" for s in stems}
+
+
+def test_sets_follow_the_k_list():
+    got = sample_sets([8, 16], 16)
+    assert list(got) == [
+        "vq",
+        "digit_k8_ar",
+        "digit_k16_ar",
+        "digit_k16_maskgit",
+        "gt_k16_ar",
+        "gt_k16_maskgit",
+        "vq_recon",
+        "vq_cond",
+        "digit_k16_cond_ar",
+        "mae_k16_ar",
+    ]
+    tables = {n: s.table for n, s in got.items() if s.table}
+    assert [n for n, t in tables.items() if t == "table4_conditional"] == [
+        "vq_cond",
+        "digit_k16_cond_ar",
+    ]
+    assert "digit_k8_ar" not in tables and "mae_k16_ar" not in tables
