@@ -508,7 +508,9 @@ def _watch_caller(alive: int) -> None:
             os.read(alive, 1)
         except OSError:
             return  # cannot watch (not expected): the server still kills the group
-        os.killpg(0, signal.SIGKILL)
+        if os.getpgrp() == os.getpid():  # never the server's group, should setpgid have failed
+            os.killpg(0, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     os.set_inheritable(alive, False)
     threading.Thread(target=watch, name="warm-caller-watch", daemon=True).start()

@@ -197,7 +197,9 @@ def checkout(tmp_path, monkeypatch):
 def light(checkout):
     """Its own server, preloading nothing: it listens within a second, and what keeps the server
     safe does not depend on what it preloaded."""
-    server = subprocess.Popen([sys.executable, "-c", LIGHT_SERVER], cwd=checkout)
+    server = subprocess.Popen(
+        [sys.executable, "-c", LIGHT_SERVER], cwd=checkout, start_new_session=True
+    )
     try:
         wait_for(lambda: (checkout / "warm/sock").exists(), 30, "the server never listened")
         yield checkout, server
