@@ -20,11 +20,34 @@ What keeps it honest:
   the stage, so the files on disk are the ones that run, whichever checkout the caller is in.
 - The child takes the caller's environment and sets torch's and the BLAS / OpenMP thread counts from
   it (``OMP_NUM_THREADS``, or what a fresh process would use), so results match a cold start.
-- The caller dying (kill -9, the flow cancelling a task) makes the server SIGKILL the child at once;
-  a signal the caller catches (Ctrl-C, SIGTERM) is passed on to the child.
 - The server exits after ``IDLE_S`` seconds without work, when the installed packages change, or on
   ``python -m pipeline.warm stop`` (the test session ends with it).
 - ``DIGIT_WARM=0`` turns it off: every stage then starts cold.
+
+What keeps it safe (as tmux's and ssh-agent's sockets are):
+
+- A private folder: the socket, lock and log live in a directory of mode 0700 (``DIGIT_WARM_DIR``,
+  default ``/tmp/digit-warm-<uid>-<hash>``). If it exists as a symbolic link, or belongs to another
+  user, or is open to group or others, caller and server both refuse it: the stage runs cold with
+  one warning line saying why. The folder is never chmod-ed or chown-ed.
+- Same user only: the server reads each connection's credentials from the kernel (SO_PEERCRED)
+  and closes any whose uid is not its own; the caller checks the server's the same way.
+- Stages only: the server runs ``pipeline.stages.<name>`` and nothing else (not ``os``, not
+  ``pipeline.flow``); any other request is closed and its caller runs cold.
+- The stage dies with its caller: the child leads a process group of its own, which the stage's
+  subprocesses (torchrun among them) join, and the whole group gets SIGKILL when the caller is gone
+  (kill -9, the flow cancelling a task): the server kills it, and so does a thread of the child that
+  watches a pipe from the caller, in case the server is gone or stuck. A signal the caller catches
+  (Ctrl-C, SIGTERM) is passed on to the group.
+- The caller dies with its parent: every ``python -m pipeline.stages.<name>``, warm or cold (a
+  torchrun rank too), asks Linux for SIGKILL when its parent dies (PR_SET_PDEATHSIG), so a kill -9
+  of DVC does not leave it running; torchrun, started by ``pipeline.ddp``, asks the same.
+
+What remains: a cold stage's own subprocesses that do not ask for PDEATHSIG outlive a kill -9 of
+the stage (nothing is left to kill its group), as do, warm, those that start a session of their own
+(torchrun's ranks do, and ask for PDEATHSIG); a shell that DVC runs the command under and that does
+not exec it keeps the stage's parent alive; a kill -9 of the Prefect flow leaves its ``dvc repro``
+(started in a session of its own) running.
 """
 
 from __future__ import annotations
