@@ -238,6 +238,8 @@ def hand_off() -> None:
     plain, module, args = stage
     if not plain or os.environ.get(ENABLE, "1") == "0" or "TORCHELASTIC_RUN_ID" in os.environ:
         return
+    if not hasattr(socket, "SO_PEERCRED"):  # not Linux: no way to tell whose server it is
+        return
     unsafe = private_dir()
     if unsafe:
         sys.stderr.write(f"warning: warm stage server not used: {unsafe}; running cold\n")
