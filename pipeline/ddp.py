@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from pipeline.stage import StageError
+from pipeline.warm import parent_death_preexec
 
 log = logging.getLogger("digit.ddp")
 
@@ -76,7 +77,9 @@ def relaunch(nproc: int, key: str) -> bool:
     cores = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // nproc))}
     log.info("%s=%d: relaunching under torchrun: %s", key, nproc, " ".join(cmd))
-    proc = subprocess.run(cmd, env=env)
+    # torchrun dies with this stage even when it is killed with -9 (its ranks, in sessions of their
+    # own, die with torchrun: they are stages and set the same on start, pipeline/warm.py).
+    proc = subprocess.run(cmd, env=env, preexec_fn=parent_death_preexec())
     if proc.returncode != 0:
         raise StageError(f"{key}={nproc}: torchrun exited with status {proc.returncode}")
     return True

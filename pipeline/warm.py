@@ -20,28 +20,55 @@ What keeps it honest:
   the stage, so the files on disk are the ones that run, whichever checkout the caller is in.
 - The child takes the caller's environment and sets torch's and the BLAS / OpenMP thread counts from
   it (``OMP_NUM_THREADS``, or what a fresh process would use), so results match a cold start.
-- The caller dying (kill -9, the flow cancelling a task) makes the server SIGKILL the child at once;
-  a signal the caller catches (Ctrl-C, SIGTERM) is passed on to the child.
 - The server exits after ``IDLE_S`` seconds without work, when the installed packages change, or on
   ``python -m pipeline.warm stop`` (the test session ends with it).
 - ``DIGIT_WARM=0`` turns it off: every stage then starts cold.
+
+What keeps it safe (as tmux's and ssh-agent's sockets are):
+
+- A private folder: the socket, lock and log live in a directory of mode 0700 (``DIGIT_WARM_DIR``,
+  default ``/tmp/digit-warm-<uid>-<hash>``). If it exists as a symbolic link, or belongs to another
+  user, or is open to group or others, caller and server both refuse it: the stage runs cold with
+  one warning line saying why. The folder is never chmod-ed or chown-ed.
+- Same user only: the server reads each connection's credentials from the kernel (SO_PEERCRED)
+  and closes any whose uid is not its own; the caller checks the server's the same way.
+- Stages only: the server runs ``pipeline.stages.<name>`` and nothing else (not ``os``, not
+  ``pipeline.flow``); any other request is closed and its caller runs cold.
+- The stage dies with its caller: the child leads a process group of its own, which the stage's
+  subprocesses (torchrun among them) join, and the whole group gets SIGKILL when the caller is gone
+  (kill -9, the flow cancelling a task): the server kills it, and so does a thread of the child that
+  watches a pipe from the caller, in case the server is gone or stuck. A signal the caller catches
+  (Ctrl-C, SIGTERM) is passed on to the group.
+- The caller dies with its parent: every ``python -m pipeline.stages.<name>``, warm or cold (a
+  torchrun rank too), asks Linux for SIGKILL when its parent dies (PR_SET_PDEATHSIG), so a kill -9
+  of DVC does not leave it running; torchrun, started by ``pipeline.ddp``, asks the same.
+
+What remains: a cold stage's own subprocesses that do not ask for PDEATHSIG outlive a kill -9 of
+the stage (nothing is left to kill its group), as do, warm, those that start a session of their own
+(torchrun's ranks do, and ask for PDEATHSIG); a shell that DVC runs the command under and that does
+not exec it keeps the stage's parent alive; a kill -9 of the Prefect flow leaves its ``dvc repro``
+(started in a session of its own) running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
 import os
+import re
 import selectors
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ENABLE = "DIGIT_WARM"  # "0": never hand a stage to the server
@@ -69,6 +96,9 @@ PRELOAD = (
 # Modules a child must import afresh from the caller's checkout.
 PROJECT = ("digit", "pipeline", "benchmarks", "tests")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# The only modules a server runs: a stage, never an arbitrary `python -m` (fullmatch: no newline).
+STAGE_MODULE = re.compile(r"pipeline\.stages\.[A-Za-z_][A-Za-z0-9_]*")
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _HEADER = struct.Struct("!I")
 _lock = None  # the server's lock file: held while it lives
 
@@ -86,17 +116,133 @@ def _paths() -> tuple[Path, Path, Path]:
     return folder / "sock", folder / "lock", folder / "log"
 
 
+def private_dir() -> str | None:
+    """Create the state folder (mode 0700) if missing. None when it is this user's alone, else why
+    not: another user who could enter it could plant a socket or read the stages' environments.
+    An unsafe folder is only reported, never chmod-ed or chown-ed (it may be someone else's)."""
+    folder = state_dir()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as err:
+        return f"cannot create {folder}: {err.strerror}"
+    try:
+        info = os.lstat(folder)  # lstat: a symbolic link is refused, not followed
+    except OSError as err:
+        return f"cannot stat {folder}: {err.strerror}"
+    mode, uid = stat.S_IMODE(info.st_mode), os.getuid()
+    if stat.S_ISLNK(info.st_mode):
+        why = "is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        why = "is not a directory"
+    elif info.st_uid != uid:
+        why = f"belongs to uid {info.st_uid}, not {uid}"
+    elif mode & 0o077:
+        why = "is open to group or others"
+    else:
+        return None
+    return f"{folder} {why} (owner uid {info.st_uid}, mode {mode:04o}; needs uid {uid}, mode 0700)"
+
+
+def trusted_peer(conn: socket.socket, uid: int | None = None) -> bool:
+    """Whether the process at the other end of a UNIX socket runs as ``uid`` (default: this one's),
+    by the kernel's SO_PEERCRED (Linux); False where the platform cannot tell."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return False
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, peer_uid, _gid = struct.unpack("3i", creds)
+    return peer_uid == (os.getuid() if uid is None else uid)
+
+
+# ----------------------------------------------------------------- dying with the parent (Linux)
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies: DVC (or the flow, a test) killed
+    with -9 must not leave its stage running. Linux only; a no-op elsewhere.
+
+    The kernel sends it when the parent *thread* that started us exits; DVC and the flow start
+    stages from the thread that then waits for them. A shell between DVC and the stage (``$SHELL
+    -c cmd``) usually execs the command; one that does not keeps it alive when DVC dies."""
+    prctl = _prctl()
+    if prctl is None:
+        return
+    parent = os.getppid()
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the kernel knew to tell us
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def parent_death_preexec() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for ``subprocess``: the child gets SIGKILL when the thread that started it
+    exits (say torchrun, when its stage is killed with -9). None off Linux.
+
+    It runs between fork and exec, so it only calls a ``prctl`` looked up beforehand."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def _kill_group(pgid: int, signum: int = signal.SIGKILL) -> None:
+    """Signal a stage's process group: the stage and all it started (torchrun, its subprocesses)."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pgid, signum)
+    except PermissionError:  # a member changed user: nothing of ours to signal there
+        pass
+
+
 # ------------------------------------------------------------------------------------ the caller
+
+
+def _stage_argv(argv: list[str]) -> tuple[bool, str, list[str]] | None:
+    """``python [options] -m pipeline.stages.<name> args``: (no options?, module, args), else None.
+    torchrun starts its ranks with ``-u -m``."""
+    i = 1
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-m":
+        i += 2 if argv[i] in ("-X", "-W") else 1
+    if i + 1 >= len(argv) or argv[i] != "-m" or not STAGE_MODULE.fullmatch(argv[i + 1]):
+        return None
+    return i == 1, argv[i + 1], argv[i + 2 :]
 
 
 def hand_off() -> None:
     """Called on import of ``pipeline.stages``: when this process is ``python -m
     pipeline.stages.<name> ...`` and a warm server is listening, run the stage there and exit with
     its status. Otherwise return (the stage runs here) after starting a server for the next one."""
-    argv = sys.orig_argv
-    if len(argv) < 3 or argv[1] != "-m" or not argv[2].startswith("pipeline.stages."):
+    stage = _stage_argv(sys.orig_argv)
+    if stage is None:  # a plain import (tests, the flow): leave this process alone
         return
-    if os.environ.get(ENABLE, "1") == "0" or "TORCHELASTIC_RUN_ID" in os.environ:
+    die_with_parent()  # warm or cold, ranks too
+    plain, module, args = stage
+    if not plain or os.environ.get(ENABLE, "1") == "0" or "TORCHELASTIC_RUN_ID" in os.environ:
+        return
+    if not hasattr(socket, "SO_PEERCRED"):  # not Linux: no way to tell whose server it is
+        return
+    unsafe = private_dir()
+    if unsafe:
+        sys.stderr.write(f"warning: warm stage server not used: {unsafe}; running cold\n")
         return
     sock_path, _, _ = _paths()
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -106,9 +252,18 @@ def hand_off() -> None:
         client.close()
         _start_server()
         return
+    if not trusted_peer(client):  # only root could have put it there; do not hand it our env
+        client.close()
+        sys.stderr.write(f"warning: {sock_path} is not this user's server; running cold\n")
+        return
+    # The child watches `alive`'s read end: it reads EOF once this process is gone, however it
+    # died, and then kills the stage's process group even if the server is gone too.
+    alive, alive_w = os.pipe()
     with client:
-        status = _run_remote(client, argv[2], argv[3:])
-    if status is None:  # the server refused (packages changed) or died before forking
+        status = _run_remote(client, module, args, alive)
+    os.close(alive)
+    if status is None:  # the server refused (packages changed, bad request) or died before forking
+        os.close(alive_w)
         return
     kind, value = status
     if kind == "signal":
@@ -121,12 +276,14 @@ def hand_off() -> None:
     os._exit(value)
 
 
-def _run_remote(client: socket.socket, module: str, args: list[str]) -> tuple[str, int] | None:
+def _run_remote(
+    client: socket.socket, module: str, args: list[str], alive: int
+) -> tuple[str, int] | None:
     request = json.dumps(
         {"module": module, "args": args, "cwd": os.getcwd(), "env": dict(os.environ)}
     ).encode()
     try:
-        socket.send_fds(client, [_HEADER.pack(len(request))], [0, 1, 2])
+        socket.send_fds(client, [_HEADER.pack(len(request))], [0, 1, 2, alive])
         client.sendall(request)
         reader = client.makefile("r")
         first = reader.readline().split()
@@ -134,11 +291,10 @@ def _run_remote(client: socket.socket, module: str, args: list[str]) -> tuple[st
         return None
     if first[:1] != ["pid"]:
         return None
-    child = int(first[1])
+    child = int(first[1])  # also its process group
 
     def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
+        _kill_group(child, signum)  # the stage's subprocesses get it too, as from a terminal
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signum, forward)
@@ -148,16 +304,14 @@ def _run_remote(client: socket.socket, module: str, args: list[str]) -> tuple[st
         last = []
     if len(last) == 2 and last[0] in ("exit", "signal"):
         return last[0], int(last[1])
-    with contextlib.suppress(ProcessLookupError):  # the server died: do not leave the child
-        os.kill(child, signal.SIGKILL)
+    _kill_group(child)  # the server died: do not leave the stage
     sys.stderr.write("error: the warm stage server stopped during the stage (see DIGIT_WARM)\n")
     return "exit", 1
 
 
 def _start_server() -> None:
     """Start a server in the background unless one is starting already (it holds the lock)."""
-    folder = state_dir()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = state_dir()  # private_dir() checked it
     _, lock_path, log_path = _paths()
     with open(lock_path, "a") as lock:
         try:
@@ -182,6 +336,10 @@ def _start_server() -> None:
 
 def stop() -> bool:
     """Ask a running server to exit once its current children finish; True if one was running."""
+    unsafe = private_dir()
+    if unsafe:
+        sys.stderr.write(f"warning: {unsafe}\n")
+        return False
     sock_path, _, _ = _paths()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         try:
@@ -201,7 +359,11 @@ def _site_packages_mtime() -> float:
     return os.stat(sysconfig.get_paths()["purelib"]).st_mtime
 
 
-def serve(idle_s: float = IDLE_S) -> None:
+def serve(idle_s: float = IDLE_S, preload: tuple[str, ...] = PRELOAD) -> None:
+    unsafe = private_dir()  # before the lock, log and socket go into it
+    if unsafe:
+        print(f"warm: not serving: {unsafe}", file=sys.stderr, flush=True)
+        return
     sock_path, lock_path, _ = _paths()
     global _lock
     _lock = open(lock_path, "a")  # noqa: SIM115 (held for the server's lifetime, not by children)
@@ -211,7 +373,7 @@ def serve(idle_s: float = IDLE_S) -> None:
         return  # another server won the race
     os.chdir("/")
     started = time.perf_counter()
-    for name in PRELOAD:
+    for name in preload:
         try:
             __import__(name)
         except Exception as err:  # noqa: BLE001 (a missing optional library is only slower)
@@ -234,13 +396,16 @@ def serve(idle_s: float = IDLE_S) -> None:
     server.listen(16)
     selector = selectors.DefaultSelector()
     selector.register(server, selectors.EVENT_READ)
-    children: dict[int, socket.socket] = {}  # child pid -> its caller's connection
+    children: dict[int, socket.socket] = {}  # child pid (= its process group) -> caller's conn
     last_work, stopping = time.monotonic(), False
     try:
         while True:
             for key, _ in selector.select(timeout=0.1):
                 if key.fileobj is server:
                     conn, _ = server.accept()
+                    if not trusted_peer(conn):  # another user: never run anything for them
+                        conn.close()
+                        continue
                     if _site_packages_mtime() != packages:
                         conn.close()  # the caller runs cold; the next one starts a new server
                         stopping = True
@@ -254,8 +419,7 @@ def serve(idle_s: float = IDLE_S) -> None:
                 else:  # a caller's connection: readable only when it closed (the caller died)
                     pid = key.data
                     if not key.fileobj.recv(1):
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
+                        _kill_group(pid)
                         selector.unregister(key.fileobj)
             if _reap(children, selector) or children:
                 last_work = time.monotonic()
@@ -269,20 +433,36 @@ def serve(idle_s: float = IDLE_S) -> None:
 
 
 def _thread_defaults() -> int:
-    import torch
+    """torch's thread count in a process started without thread variables; 0 if not preloaded."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch else 0
 
-    return torch.get_num_threads()
+
+def _valid(request: object, fds: list[int]) -> bool:
+    """A stage request: stdin, stdout, stderr and the caller's pipe; a stage module; plain strings."""
+    return (
+        isinstance(request, dict)
+        and len(fds) == 4
+        and isinstance(request.get("module"), str)
+        and STAGE_MODULE.fullmatch(request["module"]) is not None
+        and isinstance(request.get("cwd"), str)
+        and isinstance(request.get("args"), list)
+        and all(isinstance(a, str) for a in request["args"])
+        and isinstance(request.get("env"), dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in request["env"].items())
+    )
 
 
 def _accept(
     conn: socket.socket, defaults: int, server: socket.socket, children: dict[int, socket.socket]
 ) -> int:
-    """Read one request and fork its child; the child's pid, 0 for a stop request, -1 on error."""
+    """Read one request and fork its child; the child's pid, 0 for a stop request, -1 on refusal."""
     conn.settimeout(10)
+    fds: list[int] = []
     try:
-        data, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
+        data, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 4)
         (size,) = _HEADER.unpack(data)
-        if size == 0:
+        if size == 0 and not fds:
             conn.close()
             return 0
         payload = b""
@@ -292,11 +472,16 @@ def _accept(
                 raise OSError("caller closed")
             payload += chunk
         request = json.loads(payload)
+        if not _valid(request, fds):
+            raise ValueError("not a stage request")
     except (OSError, ValueError, struct.error):
-        conn.close()
+        for fd in fds:
+            os.close(fd)
+        conn.close()  # the caller runs its stage cold
         return -1
     pid = os.fork()
     if pid == 0:  # the child: never returns
+        os.setpgid(0, 0)  # its own process group, which everything it starts joins
         server.close()
         if _lock is not None:
             _lock.close()
@@ -304,6 +489,8 @@ def _accept(
             other.close()
         conn.close()
         _run_child(request, fds, defaults)
+    with contextlib.suppress(OSError):  # here too, so a killpg right after the fork finds it
+        os.setpgid(pid, pid)
     for fd in fds:
         os.close(fd)
     conn.settimeout(None)
@@ -336,6 +523,24 @@ def _reap(children: dict[int, socket.socket], selector: selectors.BaseSelector) 
     return done
 
 
+def _watch_caller(alive: int) -> None:
+    """In the child: when the caller is gone (EOF on its pipe; it never writes), kill this process
+    group. The server does the same, but this holds when the server is gone or stuck too."""
+    import threading
+
+    def watch() -> None:
+        try:
+            os.read(alive, 1)
+        except OSError:
+            return  # cannot watch (not expected): the server still kills the group
+        if os.getpgrp() == os.getpid():  # never the server's group, should setpgid have failed
+            os.killpg(0, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    os.set_inheritable(alive, False)
+    threading.Thread(target=watch, name="warm-caller-watch", daemon=True).start()
+
+
 def _run_child(request: dict, fds: list[int], defaults: int) -> None:
     """Become ``python -m <module> <args>`` started in the caller's directory and environment."""
     import atexit
@@ -343,9 +548,10 @@ def _run_child(request: dict, fds: list[int], defaults: int) -> None:
     import runpy
     import traceback
 
-    for fd, target in zip(fds, (0, 1, 2), strict=True):
+    for fd, target in zip(fds[:3], (0, 1, 2), strict=True):
         os.dup2(fd, target)
         os.close(fd)
+    _watch_caller(fds[3])
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -403,16 +609,18 @@ def _run_child(request: dict, fds: list[int], defaults: int) -> None:
 
 
 def _set_threads(defaults: int) -> None:
-    """The thread counts a fresh process would pick up from this environment."""
-    import torch
-
+    """The thread counts a fresh process would pick up from this environment. A library the
+    server did not preload is imported afresh by the stage and reads the variables itself."""
+    torch = sys.modules.get("torch")
     raw = os.environ.get("OMP_NUM_THREADS", "")
     if not (raw.isdigit() and int(raw) > 0):
-        torch.set_num_threads(defaults)  # the server's own: it started with no thread variables
+        if torch and defaults:
+            torch.set_num_threads(defaults)  # the server's own: it started with no thread variables
         return
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(int(raw))
+    if torch:
+        torch.set_num_threads(int(raw))
     threadpool_limits(limits=int(raw))
 
 

@@ -1,17 +1,25 @@
 """The warm stage server (pipeline/warm.py): a stage handed to it runs as `python -m` would, in the
 caller's directory and environment, with this checkout's files as they are now; its exit status,
-error line and signal reach the caller; killing the caller kills the stage."""
+error line and signal reach the caller; killing the caller kills the stage. And what keeps it safe:
+a private folder, same-user peers, stage modules only, and a stage that dies with whoever ran it."""
 
+import contextlib
 import json
 import os
 import signal
+import socket
+import stat
+import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import copy_project
+
+from pipeline import warm
 
 # A stage module that reports where and how it ran, then does what its first argument says.
 PROBE = """
@@ -152,3 +160,210 @@ def test_a_real_stage_writes_the_same_bytes_warm_and_cold(project):
         assert "stage toy: done" in proc.stderr  # the stage's log reaches the caller's stderr
         outputs[mode] = [(project / a).read_bytes() for a in args[1::2]]
     assert outputs["0"] == outputs["1"]
+
+
+# ------------------------------------------------------------------------------------ safety
+
+# A test-only stage: writes its pid and, when it sleeps, the pids of two `sleep`s it starts: a plain
+# one, which only the stage's process group takes down, and one started as ddp.relaunch starts
+# torchrun (SIGKILL when its parent dies).
+SLEEPER = """
+import os, subprocess, sys, time
+from pipeline import warm
+out, seconds = sys.argv[1], float(sys.argv[2])
+pids = [os.getpid()]
+if seconds:
+    pids.append(subprocess.Popen(["sleep", "60"]).pid)
+    pids.append(subprocess.Popen(["sleep", "60"], preexec_fn=warm.parent_death_preexec()).pid)
+with open(out + ".tmp", "w") as f:
+    f.write(" ".join(map(str, pids)))
+os.replace(out + ".tmp", out)
+time.sleep(seconds)
+"""
+LIGHT_SERVER = "from pipeline import warm; warm.serve(preload=())"
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A checkout of the project with the sleeper stage added."""
+    copy_project(tmp_path, preset=None)
+    (tmp_path / "pipeline/stages/_sleeper.py").write_text(SLEEPER)
+    monkeypatch.setenv("DIGIT_WARM_DIR", str(tmp_path / "warm"))
+    monkeypatch.delenv("DIGIT_WARM", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def light(checkout):
+    """Its own server, preloading nothing: it listens within a second, and what keeps the server
+    safe does not depend on what it preloaded."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", LIGHT_SERVER], cwd=checkout, start_new_session=True
+    )
+    try:
+        wait_for(lambda: (checkout / "warm/sock").exists(), 30, "the server never listened")
+        yield checkout, server
+    finally:
+        server.kill()
+        server.wait()
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def kill_leftover(pid: int) -> None:
+    """SIGKILL a process of this test still running (checked by its command line: pids recycle)."""
+    with contextlib.suppress(OSError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"sleep" in cmdline or LIGHT_SERVER.encode() in cmdline:
+            os.kill(pid, signal.SIGKILL)
+
+
+# What DVC does: start the stage and wait for it (here it also writes the stage's pid).
+DVC = (
+    "import subprocess, sys; "
+    "p = subprocess.Popen([sys.executable, '-m', 'pipeline.stages._sleeper', sys.argv[1], '60']); "
+    "open(sys.argv[2], 'w').write(str(p.pid)); p.wait()"
+)
+
+
+@pytest.mark.parametrize("way", ["warm", "warm, server stopped", "cold"])
+def test_kill_9_of_dvc_kills_the_stage_and_what_it_started(light, way):
+    project, server = light
+    pids_file, caller_file = project / "pids", project / "caller"
+    env = {**os.environ, "DIGIT_WARM": "0" if way == "cold" else "1"}
+    dvc = subprocess.Popen(
+        [sys.executable, "-c", DVC, str(pids_file), str(caller_file)], cwd=project, env=env
+    )
+    pids: list[int] = []
+    try:
+        wait_for(lambda: pids_file.exists() and caller_file.exists(), 30, "the stage never ran")
+        wait_for(lambda: caller_file.read_text() != "", 5, "no caller pid")
+        caller = int(caller_file.read_text())
+        stage, plain, guarded = map(int, pids_file.read_text().split())
+        pids = [caller, stage, plain, guarded]
+        assert (stage == caller) == (way == "cold")  # warm: a child of the server ran it
+        if way == "warm, server stopped":  # only the stage's own watch of its caller can act
+            os.kill(server.pid, signal.SIGSTOP)
+        dvc.kill()
+        dvc.wait()
+        # Cold, a plain subprocess of the stage outlives it: nothing is left to kill its group.
+        gone = [caller, stage, guarded] + ([] if way == "cold" else [plain])
+        wait_for(
+            lambda: not any(map(alive, gone)),
+            10,
+            f"still running: {[pid for pid in gone if alive(pid)]} of {gone}",
+        )
+    finally:
+        dvc.kill()
+        for pid in pids:
+            kill_leftover(pid)
+
+
+@pytest.mark.parametrize("kind", ["open to others", "a symbolic link"])
+def test_a_state_folder_others_could_use_is_refused(checkout, kind):
+    folder, mine = checkout / "shared", checkout / "mine"
+    if kind == "open to others":
+        folder.mkdir()
+        folder.chmod(0o755)
+    else:
+        mine.mkdir(mode=0o700)
+        folder.symlink_to(mine)
+    env = {**os.environ, "DIGIT_WARM_DIR": str(folder)}
+    out = checkout / "pids"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.stages._sleeper", str(out), "0"],
+        cwd=checkout,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert int(out.read_text()) == proc.pid  # ran cold, in the caller
+    (line,) = stderr.splitlines()  # one warning line, saying why
+    assert line.startswith("warning:") and str(folder) in line and "running cold" in line
+    assert ("mode 0755" if kind == "open to others" else "symbolic link") in line
+    server = subprocess.run(
+        [sys.executable, "-c", LIGHT_SERVER],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert server.returncode == 0 and "not serving" in server.stderr
+    assert list(folder.iterdir()) == []  # no socket, lock or log was put there
+    if kind == "open to others":
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # reported, never chmod-ed
+    else:
+        assert folder.is_symlink()
+
+
+def test_private_dir_creates_0700_and_says_why_it_refuses(tmp_path, monkeypatch):
+    folder = tmp_path / "a" / "warm"
+    monkeypatch.setenv("DIGIT_WARM_DIR", str(folder))
+    assert warm.private_dir() is None
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    monkeypatch.setattr(warm.os, "getuid", lambda: os.geteuid() + 1)
+    assert "belongs to uid" in warm.private_dir()
+    monkeypatch.undo()
+    monkeypatch.setenv("DIGIT_WARM_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("")
+    assert "is not a directory" in warm.private_dir()
+
+
+def test_only_the_same_user_is_trusted():
+    a, b = socket.socketpair()
+    with a, b:
+        assert warm.trusted_peer(a)
+        assert not warm.trusted_peer(a, uid=os.getuid() + 1)
+
+
+def test_only_stage_commands_are_handed_off():
+    assert warm._stage_argv(["py", "-m", "pipeline.stages.ar", "x"]) == (
+        True,
+        "pipeline.stages.ar",
+        ["x"],
+    )
+    assert warm._stage_argv(["py", "-u", "-m", "pipeline.stages.ar"])[0] is False  # a rank
+    for argv in (["py", "-m", "pipeline.flow"], ["py", "-c", "1"], ["py", "s.py", "-m", "x"]):
+        assert warm._stage_argv(argv) is None
+
+
+def request(project: Path, module: str) -> str:
+    """Send the server a request as a caller does; its whole reply ('' when it refused)."""
+    body = json.dumps(
+        {
+            "module": module,
+            "args": [str(project / "pids"), "0"],
+            "cwd": str(project),
+            "env": dict(os.environ),
+        }
+    ).encode()
+    alive_r, alive_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(project / "warm/sock"))
+            socket.send_fds(client, [struct.pack("!I", len(body))], [null, null, null, alive_r])
+            client.sendall(body)
+            client.settimeout(30)
+            return client.makefile().read()  # up to the server's close
+    finally:
+        for fd in (alive_r, alive_w, null):
+            os.close(fd)
+
+
+def test_the_server_runs_pipeline_stages_only(light):
+    project, _ = light
+    for module in ("os", "pipeline.flow", "pipeline.stages.a.b", "pipeline.stages._sleeper\n"):
+        assert request(project, module) == "", module
+    assert not (project / "pids").exists()
+    reply = request(project, "pipeline.stages._sleeper").split()  # and it still serves
+    assert reply[0] == "pid" and reply[2:] == ["exit", "0"]
+    assert (project / "pids").exists()
