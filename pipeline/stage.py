@@ -76,7 +76,9 @@ def apply_variant(
     if variant in (None, "main"):
         return params
     if variant not in variants:
-        raise StageError(f"--variant: expected main or one of {', '.join(variants)}; got {variant!r}")
+        raise StageError(
+            f"--variant: expected main or one of {', '.join(variants)}; got {variant!r}"
+        )
     old = getattr(params, section)
     return params.model_copy(update={section: old.model_copy(update=variants[variant])})
 
