@@ -338,7 +338,7 @@ DINO = {
 }
 
 
-# Every kind of mistake of issue 7, whichever stage the key concerns.
+# Every kind of params mistake, whichever stage the key concerns.
 MISTAKES = [
     ({"kmeans.sphrical": True}, "kmeans.sphrical: unknown key"),
     ({"ar.steps": "many"}, "ar.steps: Input should be a valid integer"),
