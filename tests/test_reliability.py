@@ -7,7 +7,7 @@ the smoke preset.
 3. awkward image folders are skipped with a count or stop with one line, as data.on_corrupt says;
 4. a missing weights file stops the first stage, naming the key and the file expected;
 5. the chain prepare -> ssl -> extract -> kmeans@8 -> tokenize@8 -> ar@8 run twice with one seed
-   gives identical metrics, features, codebook, tokens and weights; another seed differs;
+   gives identical metrics, features, centroids, tokens and weights; another seed differs;
 6. two `dvc repro` at once: the second fails fast on DVC's lock, the first finishes.
 
 Exact equality holds at a fixed thread count, so every subprocess here runs one OpenMP thread.
@@ -139,30 +139,30 @@ def test_kill_during_extract_leaves_no_half_output(extract_killed, chain):
 
 
 @pytest.fixture(scope="module")
-def codebook_killed(chain, extract_killed):
+def kmeans_killed(chain, extract_killed):
     a = chain.a
     killed = kill_before_rename(a, "kmeans@8", "centroids/k8.npy")
     after_kill = {
         "out_exists": (a / "centroids/k8.npy").exists(),
-        "temporaries": temporaries(a / "codebooks"),
+        "temporaries": temporaries(a / "centroids"),
         "metrics": (a / "metrics/kmeans_k8.json").exists(),
     }
     rerun = dvc_run(a, "repro", "kmeans@8")
     return killed, after_kill, rerun
 
 
-def test_kill_during_codebook_leaves_no_half_output(codebook_killed, chain):
-    killed, after_kill, rerun = codebook_killed
+def test_kill_during_kmeans_leaves_no_half_output(kmeans_killed, chain):
+    killed, after_kill, rerun = kmeans_killed
     assert killed.returncode != 0 and KILLED.search(killed.stderr), killed.stderr[-2000:]
     assert not after_kill["out_exists"] and not after_kill["metrics"]
     assert [t.startswith(".k8.npy.tmp-") for t in after_kill["temporaries"]] == [True]
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert temporaries(chain.a / "codebooks") == []
+    assert temporaries(chain.a / "centroids") == []
     assert np.load(chain.a / "centroids/k8.npy").shape == (8, 64)
 
 
 @pytest.fixture(scope="module")
-def ar_killed(chain, codebook_killed):
+def ar_killed(chain, kmeans_killed):
     """`dvc repro ar@8` (tokenize@8 first), the whole process group killed -9 as soon as the first
     training checkpoint exists, then `dvc repro ar@8` again."""
     a = chain.a
@@ -204,14 +204,14 @@ def test_kill_during_ar_resumes_from_checkpoint(ar_killed, chain):
 
 
 def arrays(project: Path) -> dict[str, np.ndarray]:
-    """What the chain computed, as arrays: features, codebook, tokens and the AR weights."""
+    """What the chain computed, as arrays: features, centroids, tokens and the AR weights."""
     import zarr
 
     from pipeline.io import load_torch
 
     out = {
         "feats": zarr.open_group(str(project / "features/feats.zarr"), mode="r")["feats"][:],
-        "codebook": np.load(project / "centroids/k8.npy"),
+        "centroids": np.load(project / "centroids/k8.npy"),
         "tokens": zarr.open_group(str(project / "tokens/disc_k8.zarr"), mode="r")["tokens"][:],
     }
     weights = load_torch(project / "models/ar_k8.pt")["state_dict"]
@@ -250,7 +250,7 @@ def test_same_seed_identical_killed_or_not_other_seed_differs(chain, ar_killed):
     # Another seed: another subsample and split, encoder, clustering and model.
     for name in ("metrics/ssl.json", "metrics/kmeans_k8.json", "metrics/ar_k8.json"):
         assert without_timings(ma[name]) != without_timings(mc[name]), name
-    for name in ("feats", "codebook", "tokens"):
+    for name in ("feats", "centroids", "tokens"):
         assert not np.array_equal(xa[name], xc[name]), name
     ar = [name for name in xa if name.startswith("ar/")]
     assert not all(np.array_equal(xa[name], xc[name]) for name in ar)
