@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from digit.encoders import FrozenEncoder
+from digit.schedule import lr_at
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, target)
 
 
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def _fit(
     encoder: FrozenEncoder,
     head: nn.Module,
@@ -159,7 +153,7 @@ def _fit(
             idx = order[i * batch : (i + 1) * batch]
             loss = batch_loss(encoder.preprocess(images[idx].to(device)), g)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, warmup, cfg.lr)
+                group["lr"] = lr_at(step, total, cfg.lr, warmup)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from digit.schedule import lr_at
+
 # ----------------------------------------------------------------------------------------------
 # Configs
 
@@ -450,13 +452,6 @@ def _generator(seed: int, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def _lr_at(step: int, total: int, cfg: VQTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def train_vq(
     model: VQVAE,
     images: Tensor,
@@ -537,7 +532,7 @@ def train_vq(
             x_in = torch.where(apply.to(device).view(-1, 1, 1, 1), noisy, x)
             target = x if noise_aug.target == "clean" else x_in
 
-        lr = _lr_at(step, total, cfg)
+        lr = lr_at(step, total, cfg.lr, cfg.warmup_steps, "cosine", cfg.min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = lr
         x_hat, loss, stats = model(x_in, target=target, generator=g)

@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from digit.generate import maskgit_mask
 from digit.gpt import GPT, build_gpt
+from digit.schedule import SCHEDULES, lr_at
 from pipeline import ddp, io
 from pipeline.checkpoints import gpt_checkpoint
 from pipeline.ddp import Rank
@@ -51,8 +52,6 @@ from pipeline.params import GPTModelFields, TrainFields
 from pipeline.stage import StageError
 
 log = logging.getLogger("digit.train")
-
-SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 
 
 @dataclass(frozen=True)
@@ -80,18 +79,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of optimisation step ``step`` (0-based): linear warm-up, then the schedule."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    if cfg.schedule == "inverse_sqrt":  # fairseq's, as in the paper: lr * sqrt(warmup / step)
-        return cfg.lr * math.sqrt(max(cfg.warmup_steps, 1) / (step + 1))
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def seeded_generator(seed: int, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
@@ -436,7 +423,7 @@ def train(
                 perm_epoch = epoch
             rows = perm[i * bs : (i + 1) * bs]
             batch = {k: v[rows] for k, v in train_data.items()}
-            lr = lr_at(step, cfg)
+            lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio)
             for group in opt.param_groups:
                 group["lr"] = lr
             g = seeded_generator(cfg.seed, 1, step)

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from digit.schedule import lr_at
+
 CHECKPOINT_KIND = "digit.metrics.evalnet"
 
 
@@ -129,12 +131,6 @@ def _augment(x: torch.Tensor, cfg: EvalNetConfig, gen: torch.Generator) -> torch
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 @torch.no_grad()
 def predict_logits(
     model: EvalNet, images: np.ndarray | torch.Tensor, batch_size: int = 500
@@ -204,7 +200,7 @@ def train_evalnet(
                 xb = _augment(x_all[idx], cfg, gen).to(device)
                 yb = y_all[idx].to(device)
                 for g in opt.param_groups:
-                    g["lr"] = _cosine_lr(step, total, cfg.lr, warmup)
+                    g["lr"] = lr_at(step, total, cfg.lr, warmup, pi_first=True)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
