@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from digit.encoders import FrozenEncoder
+from digit.noise import add_gaussian_noise_snr
 from digit.schedule import lr_at
 
 
@@ -46,16 +47,6 @@ class SimCLRConfig:
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=g).to(device) * (hi - lo) + lo
-
-
-def gaussian_noise_at_snr(
-    x: torch.Tensor, snr_db: torch.Tensor, g: torch.Generator
-) -> torch.Tensor:
-    """x + N(0, sigma^2) with sigma per image so that 10 log10(mean(x^2) / sigma^2) = snr_db."""
-    power = x.pow(2).flatten(1).mean(1).clamp_min(1e-12)  # (B,)
-    sigma = (power / 10 ** (snr_db / 10)).sqrt().view(-1, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=g).to(x.device)
-    return x + sigma * noise
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
@@ -89,7 +80,7 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
 
     if cfg.noise_aug:
         snr = _uniform(b, *cfg.noise_snr_db, g, dev)
-        noisy = gaussian_noise_at_snr(x, snr, g)
+        noisy = add_gaussian_noise_snr(x, snr, g)
         use = (torch.rand(b, generator=g).to(dev) < cfg.noise_p).view(-1, 1, 1, 1)
         x = torch.where(use, noisy, x)
     return x

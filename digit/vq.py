@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from digit.noise import add_gaussian_noise_snr
 from digit.schedule import lr_at
 
 # ----------------------------------------------------------------------------------------------
@@ -177,21 +178,6 @@ def float_to_uint8(x: Tensor) -> Tensor:
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W), got {tuple(x.shape)}")
     return (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
-
-
-def add_gaussian_noise_snr(
-    x: Tensor, snr_db: Tensor | float, generator: torch.Generator | None = None
-) -> Tensor:
-    """Add Gaussian noise at a per-image SNR in dB, SNR = 10 log10(mean(x^2) / sigma^2); no clip.
-
-    x: (B, C, H, W); snr_db: scalar or (B,). Noise is drawn on the CPU from ``generator`` so results
-    do not depend on the device.
-    """
-    snr = torch.as_tensor(snr_db, dtype=torch.float32).reshape(-1).to(x.device)  # (B,) or (1,)
-    power = x.float().pow(2).mean(dim=(1, 2, 3))  # (B,)
-    sigma = (power / 10.0 ** (snr / 10.0)).sqrt()  # (B,)
-    noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device)
-    return x + sigma.view(-1, 1, 1, 1).to(x.dtype) * noise.to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------

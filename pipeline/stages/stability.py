@@ -24,13 +24,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from digit.kmeans import Assigner, KMeansConfig, fit_kmeans
-from digit.metrics.stability import (
-    add_gaussian_noise_snr,
-    mean_cosine,
-    salt_and_pepper,
-    shift,
-    token_change_rate,
-)
+from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_change_rate
+from digit.noise import add_gaussian_noise_snr
 from pipeline import io
 from pipeline.artifacts import load_encoder, load_images
 from pipeline.checkpoints import load_vq
@@ -87,7 +82,12 @@ def vq_device(vq) -> torch.device:
 def perturbations(params: Params) -> list[tuple[str, str, float, Callable]]:
     s = params.stability
     out = [
-        ("gaussian", f"SNR {snr:g} dB", snr, lambda x, g, v: add_gaussian_noise_snr(x, v, g))
+        (
+            "gaussian",
+            f"SNR {snr:g} dB",
+            snr,
+            lambda x, g, v: add_gaussian_noise_snr(x, v, g, torch.float64),
+        )
         for snr in s.snr_db
     ]
     out += [
