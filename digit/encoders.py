@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from digit.images import uint8_to_float
+
 
 class FrozenEncoder(nn.Module):
     name: str
@@ -41,7 +43,7 @@ class FrozenEncoder(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) uint8 -> (B, C, S, S) float in [0, 1] at the encoder's input size."""
-        x = images.permute(0, 3, 1, 2).float().div_(255.0)
+        x = uint8_to_float(images)
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             # The paper resizes 256 px crops to 224 px with bicubic interpolation for DINOv2.
             x = F.interpolate(

@@ -19,9 +19,8 @@ autoencoder at small scale:
 - The decoder output is linear; reconstructions are clamped to [0, 1] (the training loss uses the
   unclamped output so black pixels keep a gradient). Inputs are floats in [0, 1], (B, C, H, W).
 - ``train_vq`` / ``evaluate_vq`` (training loop and metrics) live here for now; they do no file
-  I/O (checkpointing goes through a callback) and may move to a module of their own.
-  ``uint8_to_float``, ``float_to_uint8`` and ``add_gaussian_noise_snr`` are generic image helpers
-  that an integrator may move to a shared module.
+  I/O (checkpointing goes through a callback) and may move to a module of their own. Images are
+  converted by ``digit.images``, the noise augmentation is ``digit.noise``.
 
 Randomness is explicit: the quantizer's data-dependent initialisation and restarts draw from a
 ``torch.Generator`` passed to ``forward`` (the global RNG if none), and ``train_vq`` derives one
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from digit.images import uint8_to_float
 from digit.noise import add_gaussian_noise_snr
 from digit.schedule import lr_at
 
@@ -158,26 +158,6 @@ class NoiseAugConfig:
 def _check(ok: bool, field: str, requirement: str) -> None:
     if not ok:
         raise ValueError(f"{field} must be {requirement}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Image helpers (generic; the integrator may move them to a shared module)
-
-
-def uint8_to_float(images: Tensor) -> Tensor:
-    """(N, H, W, C) uint8 -> (N, C, H, W) float32 in [0, 1]."""
-    if images.dtype != torch.uint8 or images.ndim != 4:
-        raise ValueError(
-            f"images must be a uint8 (N, H, W, C) tensor, got {images.dtype} {tuple(images.shape)}"
-        )
-    return images.permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def float_to_uint8(x: Tensor) -> Tensor:
-    """(N, C, H, W) float in [0, 1] -> (N, H, W, C) uint8 (clamped, rounded)."""
-    if x.ndim != 4:
-        raise ValueError(f"x must be (N, C, H, W), got {tuple(x.shape)}")
-    return (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
 
 
 # ----------------------------------------------------------------------------------------------

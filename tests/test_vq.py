@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from digit.images import float_to_uint8, uint8_to_float
 from digit.vq import (
     VQVAE,
     EMAQuantizer,
@@ -12,9 +13,7 @@ from digit.vq import (
     VQConfig,
     VQTrainConfig,
     evaluate_vq,
-    float_to_uint8,
     train_vq,
-    uint8_to_float,
 )
 
 SMALL = {"hidden": 32, "code_dim": 16, "codebook_size": 32, "n_res_blocks": 1}
@@ -222,15 +221,6 @@ def test_training_reduces_loss_and_evaluate() -> None:
     assert ev["usage"] > 0.5
     assert m.training  # evaluate_vq restores the mode
     assert evaluate_vq(m, images, batch_size=7) == pytest.approx(ev, rel=1e-4)
-
-
-def test_uint8_round_trip() -> None:
-    images = _images(3, channels=3)
-    x = uint8_to_float(images)
-    assert x.shape == (3, 3, 28, 28) and x.dtype == torch.float32
-    assert torch.equal(float_to_uint8(x), images)
-    with pytest.raises(ValueError):
-        uint8_to_float(x)
 
 
 @pytest.mark.parametrize(

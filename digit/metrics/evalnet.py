@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from digit.images import uint8_to_float
 from digit.schedule import lr_at
 
 CHECKPOINT_KIND = "digit.metrics.evalnet"
@@ -104,18 +105,6 @@ class EvalNet(nn.Module):
         return self.features(x)[1]
 
 
-def _to_float_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, C) or (N, H, W) -> float32 (N, C, H, W) in [0, 1]."""
-    x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
-    if x.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 images, got {x.dtype}")
-    if x.dim() == 3:
-        x = x.unsqueeze(-1)
-    if x.dim() != 4:
-        raise ValueError(f"expected (N, H, W, C) images, got shape {tuple(x.shape)}")
-    return x.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-
-
 def _augment(x: torch.Tensor, cfg: EvalNetConfig, gen: torch.Generator) -> torch.Tensor:
     """Random rotation / scale / translation, one affine per image; x: (B, C, H, W)."""
     b, _, h, _ = x.shape
@@ -136,7 +125,7 @@ def predict_logits(
     model: EvalNet, images: np.ndarray | torch.Tensor, batch_size: int = 500
 ) -> torch.Tensor:
     """uint8 (N, H, W, C) images -> logits (N, n_classes) on the CPU, model in eval mode."""
-    x = _to_float_nchw(images)
+    x = uint8_to_float(images).contiguous()
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -170,7 +159,7 @@ def train_evalnet(
     Returns the model in eval mode on `device` and one history row per epoch (with `val_acc` when
     validation data is given).
     """
-    x_all = _to_float_nchw(images)  # (N, C, H, W)
+    x_all = uint8_to_float(images).contiguous()  # (N, C, H, W)
     y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     if x_all.shape[1] != cfg.in_channels or x_all.shape[2:] != (cfg.image_size, cfg.image_size):
         raise ValueError(

@@ -30,6 +30,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
+from digit.images import to_unit_float
 from digit.metrics.evalnet import load_evalnet
 
 
@@ -91,7 +92,7 @@ class EvalNetFeatureExtractor(FeatureExtractorBase):
                 x = x.expand(-1, 3, -1, -1)
             else:
                 raise ValueError(f"evalnet takes {cfg.in_channels} channel(s), got {x.shape[1]}")
-        xf = x.float() / 255.0  # (B, C, H, W) in [0, 1]
+        xf = to_unit_float(x)  # (B, C, H, W) in [0, 1]
         if xf.shape[-2:] != (cfg.image_size, cfg.image_size):
             size = (cfg.image_size, cfg.image_size)
             xf = F.interpolate(xf, size=size, mode="bilinear", antialias=True, align_corners=False)

@@ -28,7 +28,8 @@ import torch
 
 from digit.generate import generate, maskgit_generate
 from digit.gpt import GPT
-from digit.vq import VQVAE, float_to_uint8, uint8_to_float
+from digit.images import float_to_uint8, uint8_to_float
+from digit.vq import VQVAE
 from pipeline import io
 from pipeline.artifacts import load_images
 from pipeline.checkpoints import check_rows, load_gpt, load_tokens, load_vq

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from digit.images import uint8_to_float
 from digit.kmeans import Assigner, KMeansConfig, fit_kmeans
 from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_change_rate
 from digit.noise import add_gaussian_noise_snr
@@ -118,7 +119,7 @@ def measure(tok: Tokenizer, pixels: np.ndarray, perts, seed: int, batch: int, de
     rows = {"token_change": [], "cos_quantized": [], "cos_features": []}
     clean = []
     for i in range(0, len(pixels), batch):
-        x = torch.from_numpy(pixels[i : i + batch]).to(device).permute(0, 3, 1, 2).float() / 255
+        x = uint8_to_float(torch.from_numpy(pixels[i : i + batch]).to(device))
         f = tok.features(x)
         clean.append((x, f, tok.ids(f)))
     for p_index, (_, _, value, fn) in enumerate(perts):

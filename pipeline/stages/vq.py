@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 import digit.vq
+from digit.images import uint8_to_float
 from digit.vq import (
     VQVAE,
     NoiseAugConfig,
@@ -25,7 +26,6 @@ from digit.vq import (
     VQTrainConfig,
     evaluate_vq,
     train_vq,
-    uint8_to_float,
 )
 from pipeline import io
 from pipeline.artifacts import load_images
