@@ -36,7 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -45,6 +44,7 @@ from tqdm.auto import tqdm
 from digit.images import uint8_to_float
 from digit.noise import add_gaussian_noise_snr
 from digit.schedule import lr_at
+from digit.seeding import seeded_generator
 
 # ----------------------------------------------------------------------------------------------
 # Configs
@@ -412,12 +412,6 @@ class VQVAE(nn.Module):
 # Training and evaluation
 
 
-def _generator(seed: int, *keys: int) -> torch.Generator:
-    """A CPU generator seeded from (seed, *keys), independent across keys."""
-    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
 def train_vq(
     model: VQVAE,
     images: Tensor,
@@ -485,8 +479,9 @@ def train_vq(
     for step in range(start, total):
         epoch, i = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
-            perm, perm_epoch = torch.randperm(n, generator=_generator(cfg.seed, 0, epoch)), epoch
-        g = _generator(cfg.seed, 1, step)
+            perm = torch.randperm(n, generator=seeded_generator(cfg.seed, 0, epoch))
+            perm_epoch = epoch
+        g = seeded_generator(cfg.seed, 1, step)
         x = uint8_to_float(images[perm[i * bs : (i + 1) * bs]]).to(device)  # (B, C, H, W)
         x_in, target = x, None
         if noise_aug is not None and noise_aug.p > 0:

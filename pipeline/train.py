@@ -45,6 +45,7 @@ from tqdm import tqdm
 from digit.generate import maskgit_mask
 from digit.gpt import GPT, build_gpt
 from digit.schedule import SCHEDULES, lr_at
+from digit.seeding import seeded_generator
 from pipeline import ddp, io
 from pipeline.checkpoints import gpt_checkpoint
 from pipeline.ddp import Rank
@@ -79,12 +80,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-
-
-def seeded_generator(seed: int, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A generator seeded from (seed, *keys); streams with different keys are independent."""
-    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 # --------------------------------------------------------------------------------- objectives

@@ -29,13 +29,13 @@ import torch
 from digit.generate import generate, maskgit_generate
 from digit.gpt import GPT
 from digit.images import float_to_uint8, uint8_to_float
+from digit.seeding import seeded_generator
 from digit.vq import VQVAE
 from pipeline import io
 from pipeline.artifacts import load_images
 from pipeline.checkpoints import check_rows, load_gpt, load_tokens, load_vq
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
-from pipeline.train import seeded_generator
 
 log = logging.getLogger("digit.generate")
 

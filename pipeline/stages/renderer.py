@@ -26,6 +26,7 @@ import digit.generate
 import digit.gpt
 import pipeline.train
 from digit.gpt import count_params
+from digit.seeding import seeded_generator
 from pipeline import ddp
 from pipeline.artifacts import load_images
 from pipeline.checkpoints import check_rows, load_tokens
@@ -36,7 +37,6 @@ from pipeline.train import (
     build_model,
     evaluate,
     finish_stage,
-    seeded_generator,
     train_stage,
 )
 
