@@ -342,6 +342,11 @@ class VQVAE(nn.Module):
         dec += [nn.ReLU(), nn.Conv2d(widths[0], cfg.in_channels, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | VQConfig) -> VQVAE:
+        """Rebuild a model from ``dataclasses.asdict(model.cfg)`` as stored in a model file."""
+        return cls(config if isinstance(config, VQConfig) else VQConfig(**config))
+
     def _check_images(self, x: Tensor) -> None:
         c, s = self.cfg.in_channels, self.cfg.image_size
         if x.ndim != 4 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:

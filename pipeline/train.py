@@ -47,7 +47,7 @@ from digit.gpt import GPT, build_gpt
 from digit.schedule import SCHEDULES, lr_at
 from digit.seeding import seeded_generator
 from pipeline import ddp, io
-from pipeline.checkpoints import gpt_checkpoint
+from pipeline.checkpoints import save_model
 from pipeline.ddp import Rank
 from pipeline.params import GPTModelFields, TrainFields
 from pipeline.stage import StageError
@@ -548,7 +548,10 @@ def finish_stage(
 ) -> None:
     """Write the model file (config, weights, params, train config, metrics, ``extra``) and the
     metrics, then drop the training checkpoints: the run is finished."""
-    ckpt = gpt_checkpoint(
+    save_model(
+        out,
+        "gpt",
+        dataclasses.asdict(model.config),
         model,
         run.cfg.steps,
         objective=dataclasses.asdict(objective),
@@ -557,7 +560,6 @@ def finish_stage(
         metrics=summary,
         **extra,
     )
-    io.save_torch(out, ckpt)
     io.write_json(metrics, summary)
     run.checkpoints.clean()
 

@@ -6,8 +6,8 @@ anyway. This classifier is trained on the project's own data; its penultimate fe
 FID / KID / precision-recall and its logits drive IS, through `digit.metrics.fid` (extractor name
 "evalnet"). Numbers computed with it are comparable with each other, never with the paper's.
 
-A checkpoint describes itself (`model_args` + `state_dict`), so `load_evalnet(path)` rebuilds the
-network from the file alone and loads it strictly.
+`EvalNet.from_config` rebuilds the network from the config stored in its model file (written and
+read by pipeline/checkpoints.py; torch-fidelity's extractor in `digit.metrics.fid` reads it too).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -25,8 +25,6 @@ import torch.nn.functional as F
 
 from digit.images import uint8_to_float
 from digit.schedule import lr_at
-
-CHECKPOINT_KIND = "digit.metrics.evalnet"
 
 
 @dataclass(frozen=True)
@@ -94,6 +92,16 @@ class EvalNet(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.feat_dim, cfg.n_classes)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | EvalNetConfig) -> EvalNet:
+        """Rebuild the network from ``dataclasses.asdict(model.cfg)``; unknown keys are errors."""
+        if isinstance(config, EvalNetConfig):
+            return cls(config)
+        unknown = set(config) - {f.name for f in fields(EvalNetConfig)}
+        if unknown:
+            raise ValueError(f"unknown EvalNetConfig keys: {sorted(unknown)}")
+        return cls(EvalNetConfig(**config))
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C, H, W) float in [0, 1], H = W = image_size -> (feat (B, feat_dim), logits)."""
@@ -212,35 +220,3 @@ def train_evalnet(
                 print(f"[evalnet] {msg}", file=sys.stderr, flush=True)
     model.eval()
     return model, history
-
-
-def evalnet_checkpoint(
-    model: EvalNet, history: list[dict[str, float]] | None = None, seed: int | None = None
-) -> dict[str, Any]:
-    """A self-describing checkpoint dict (save it with `torch.save`; load with `load_evalnet`)."""
-    return {
-        "kind": CHECKPOINT_KIND,
-        "model_args": asdict(model.cfg),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "history": list(history or []),
-        "seed": seed,
-    }
-
-
-def evalnet_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> EvalNet:
-    """Rebuild the network from a checkpoint dict; unknown config keys and weights are errors."""
-    if ckpt.get("kind") != CHECKPOINT_KIND:
-        raise ValueError(f"not an evalnet checkpoint (kind={ckpt.get('kind')!r})")
-    known = {f.name for f in fields(EvalNetConfig)}
-    unknown = set(ckpt["model_args"]) - known
-    if unknown:
-        raise ValueError(f"unknown EvalNetConfig keys in checkpoint: {sorted(unknown)}")
-    model = EvalNet(EvalNetConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    return model.to(device).eval()
-
-
-def load_evalnet(weights_path: str, device: str | torch.device = "cpu") -> EvalNet:
-    """Load an evalnet checkpoint file written from `evalnet_checkpoint`."""
-    ckpt = torch.load(weights_path, map_location="cpu", weights_only=True)
-    return evalnet_from_checkpoint(ckpt, device)

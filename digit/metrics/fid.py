@@ -31,7 +31,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from digit.images import to_unit_float
-from digit.metrics.evalnet import load_evalnet
+from digit.metrics.evalnet import EvalNet
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class ExtractorSpec:
 class EvalNetFeatureExtractor(FeatureExtractorBase):
     """torch-fidelity adapter around `EvalNet`, weights from `feature_extractor_weights_path`.
 
+    torch-fidelity builds its extractors from a weights path, so this is the one place in `digit`
+    that reads a model file: the evaluation network's, in the format of pipeline/checkpoints.py,
+    of which it takes `config` and `state_dict` (strictly, as pipeline's `load_model` does).
+
     Takes uint8 (B, C, H, W) batches like every torch-fidelity extractor. Grayscale input is
     repeated to 3 channels for a 3-channel net; input whose size differs from the net's training
     size is resized bilinearly (with antialiasing) to it, as Inception resizes to 299.
@@ -63,7 +67,14 @@ class EvalNetFeatureExtractor(FeatureExtractorBase):
     ) -> None:
         super().__init__(name, features_list)
         _check_weights("evalnet", feature_extractor_weights_path, "feature_extractor_weights_path")
-        self.net = load_evalnet(feature_extractor_weights_path, "cpu")
+        ckpt = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=True)
+        if ckpt.get("kind") != "evalnet":
+            raise ValueError(
+                f"{feature_extractor_weights_path}: not an evalnet model file "
+                f"(kind={ckpt.get('kind')!r}); the evalnet stage writes one"
+            )
+        self.net = EvalNet.from_config(ckpt["config"])
+        self.net.load_state_dict(ckpt["state_dict"], strict=True)
         self.requires_grad_(False)
         self.eval()
 
@@ -118,7 +129,7 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
         feature_layer="features",
         logits_layer="logits",
         in_channels=None,
-        weights_hint="an evaluation-network checkpoint written by digit.metrics.evalnet",
+        weights_hint="an evaluation-network model file written by the evalnet stage",
     ),
 }
 

@@ -33,7 +33,7 @@ from digit.seeding import seeded_generator
 from digit.vq import VQVAE
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.checkpoints import check_rows, load_gpt, load_tokens, load_vq
+from pipeline.checkpoints import check_rows, load_model, load_tokens
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 
@@ -197,20 +197,20 @@ def run(
         raise StageError(f"--source {source} needs --{' --'.join(missing)}")
     device = resolve_device(params.device)
     g = params.generate
-    vq_model, _ = load_vq(vq, device)
+    vq_model, _ = load_model(vq, "vq", VQVAE.from_config, device)
     data = load_images(images, with_pixels=source == "recon")
     summary: dict = {"name": name, "source": source}
     labels = None
     class_names: list[str] = data.class_names
     kind_of_renderer = None
 
-    s2 = None if renderer is None else load_gpt(renderer, device)[0]
+    s2 = None if renderer is None else load_model(renderer, "gpt", GPT.from_config, device)[0]
     if s2 is not None:
         check_vocab(vq, vq_model.cfg.codebook_size, s2.config.vocab_size, renderer)
     if source == "sample":
-        ar, ar_ckpt = load_gpt(token_model, device)
+        ar, ar_ckpt = load_model(token_model, "gpt", GPT.from_config, device)
         seq, labels, summary["token_model"] = sample_token_model(params, ar, g.n_samples, device)
-        kind = ar_ckpt["token_kind"]
+        kind = ar_ckpt["extra"]["token_kind"]
         if kind == "disc":
             if s2 is None:
                 raise StageError(

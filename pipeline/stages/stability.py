@@ -27,9 +27,10 @@ from digit.images import uint8_to_float
 from digit.kmeans import Assigner, KMeansConfig, fit_kmeans
 from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_change_rate
 from digit.noise import add_gaussian_noise_snr
+from digit.vq import VQVAE
 from pipeline import io
 from pipeline.artifacts import load_encoder, load_images
-from pipeline.checkpoints import load_vq
+from pipeline.checkpoints import load_model
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 
@@ -178,14 +179,14 @@ def run(
                 spherical,
             )
         )
-    vq_model, _ = load_vq(vq, device)
+    vq_model, _ = load_model(vq, "vq", VQVAE.from_config, device)
     toks.append(vq_tokenizer("vq", "VQ autoencoder", vq_model))
     if vq_noise:
         toks.append(
             vq_tokenizer(
                 "vq_noise",
                 "VQ autoencoder trained with the same noise augmentation",
-                load_vq(vq_noise, device)[0],
+                load_model(vq_noise, "vq", VQVAE.from_config, device)[0],
             )
         )
     perts = perturbations(params)

@@ -29,7 +29,7 @@ from digit.vq import (
 )
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.checkpoints import vq_checkpoint
+from pipeline.checkpoints import save_model
 from pipeline.params import Params, encoder_patch
 from pipeline.stage import apply_variant, cli, resolve_device, stage
 from pipeline.train import (
@@ -183,11 +183,14 @@ def run(
         arr = io.create_array(group, "tokens", ids.shape, 1 << 16, "int32")
         arr[:] = ids
         group.attrs.update(k=cfg.codebook_size, grid=[cfg.grid_size] * 2, kind="vq")
-    io.save_torch(
+    save_model(
         out,
-        vq_checkpoint(
-            model, summary["steps"], params=params.model_dump(mode="json"), metrics=summary
-        ),
+        "vq",
+        dataclasses.asdict(model.cfg),
+        model,
+        summary["steps"],
+        params=params.model_dump(mode="json"),
+        metrics=summary,
     )
     io.write_json(metrics, summary)
     ck.clean()
