@@ -31,7 +31,6 @@ a checkpoint continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -440,8 +439,7 @@ def train_vq(
     ``state`` together with ``model.state_dict()`` at once, as the tensors in it keep changing.
 
     Returns the history: lists step, lr, loss, mse, usage, perplexity, n_restarted (summed over
-    the logging window), time_s (seconds since this call began), one entry per ``cfg.log_every``
-    steps and at the last step.
+    the logging window), one entry per ``cfg.log_every`` steps and at the last step.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError("images must be a uint8 (N, H, W, C) tensor")
@@ -466,7 +464,7 @@ def train_vq(
         betas=(cfg.beta1, cfg.beta2),
     )
     start = 0
-    keys = ("step", "lr", "loss", "mse", "usage", "perplexity", "n_restarted", "time_s")
+    keys = ("step", "lr", "loss", "mse", "usage", "perplexity", "n_restarted")
     history: dict[str, list[float]] = {k: [] for k in keys}
     if state is not None:
         opt.load_state_dict(state["optimizer"])
@@ -479,7 +477,6 @@ def train_vq(
     perm, perm_epoch = None, -1
     window: dict[str, float] = {k: 0.0 for k in ("loss", "mse", "usage", "perplexity")}
     window_n, window_restarts = 0, 0.0
-    t0 = time.perf_counter()
     bar = tqdm(total=total, initial=start, disable=not progress, desc="vq", leave=False)
     for step in range(start, total):
         epoch, i = divmod(step, steps_per_epoch)
@@ -522,7 +519,6 @@ def train_vq(
             for k, v in window.items():
                 history[k].append(v / window_n)
             history["n_restarted"].append(window_restarts)
-            history["time_s"].append(time.perf_counter() - t0)
             bar.set_postfix(
                 loss=f"{history['loss'][-1]:.4f}",
                 mse=f"{history['mse'][-1]:.4f}",

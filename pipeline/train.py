@@ -544,10 +544,13 @@ def finish_stage(
     out: str,
     metrics: str,
     summary: dict[str, Any],
+    timing: dict[str, float],
     **extra: Any,
-) -> None:
-    """Write the model file (config, weights, params, train config, metrics, ``extra``) and the
-    metrics, then drop the training checkpoints: the run is finished."""
+) -> dict[str, Any]:
+    """Write the model file (config, weights, params, train config, ``summary`` as its metrics,
+    ``extra``) and the metrics JSON (``summary`` + ``timing``, the wall-clock figures, which no
+    model file holds), then drop the training checkpoints: the run is finished. Returns what the
+    metrics JSON holds."""
     save_model(
         out,
         "gpt",
@@ -560,8 +563,10 @@ def finish_stage(
         metrics=summary,
         **extra,
     )
-    io.write_json(metrics, summary)
+    written = {**summary, **timing}
+    io.write_json(metrics, written)
     run.checkpoints.clean()
+    return written
 
 
 def build_model(section: GPTModelFields, **fixed: Any) -> GPT:

@@ -210,13 +210,13 @@ def train_evalnet(
                 "epoch": epoch + 1,
                 "train_loss": loss_sum / n,
                 "train_acc": correct / n,
-                "seconds": time.perf_counter() - t0,
             }
             if val_images is not None:
                 row["val_acc"] = accuracy(model, val_images, val_labels)
             history.append(row)
             if progress:
                 msg = " ".join(f"{k}={v:.4g}" for k, v in row.items())
-                print(f"[evalnet] {msg}", file=sys.stderr, flush=True)
+                elapsed = time.perf_counter() - t0
+                print(f"[evalnet] {msg} ({elapsed:.1f} s)", file=sys.stderr, flush=True)
     model.eval()
     return model, history

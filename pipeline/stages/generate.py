@@ -15,7 +15,9 @@ The Zarr store holds ``images`` (N, H, W, C) uint8, ``tokens`` (N, L) (the stage
 or the ground truth), ``vq_tokens`` (N, L) (what the decoder rendered) and ``labels`` (N,) where
 there are any (class-conditional sets, and the val images' labels for the upper bounds). Stage 1 and
 stage 2 draw from separate seeded streams, so every set sampled from one stage-1 model with the
-same settings starts from the same token sequences whichever renderer follows.
+same settings starts from the same token sequences whichever renderer follows. The store's
+``info`` attribute is the metrics JSON less its wall-clock figures (``TIMING``): a re-run writes the
+same bytes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ from pipeline.stage import StageError, cli, resolve_device, stage
 log = logging.getLogger("digit.generate")
 
 SOURCES = ("sample", "gt", "recon")
+TIMING = ("seconds", "tokens_per_second", "decode_seconds")  # metrics JSON only, never the store
+
+
+def without_timing(summary: dict) -> dict:
+    """``summary`` less the ``TIMING`` keys, at any depth."""
+    return {
+        k: without_timing(v) if isinstance(v, dict) else v
+        for k, v in summary.items()
+        if k not in TIMING
+    }
 
 
 def sample_token_model(
@@ -256,7 +268,7 @@ def run(
             source=source,
             renderer=kind_of_renderer,
             class_names=class_names,
-            info=summary,
+            info=without_timing(summary),
         )
     what = {"sample": "samples", "gt": "ground-truth tokens", "recon": "VQ reconstructions"}[source]
     conditional = source == "sample" and labels is not None
