@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from digit.images import uint8_to_float
+from digit.registry import DINOV2_TIMM, ENCODER_PATCH, TRAINABLE_ENCODERS
 
 
 class FrozenEncoder(nn.Module):
@@ -91,7 +92,8 @@ class SmallConvEncoder(FrozenEncoder):
 
     def __init__(self, in_channels: int = 1, width: int = 128, input_size: int = 28):
         super().__init__()
-        self.name, self.patch, self.dim, self.input_size = "cnn_small", 4, width, input_size
+        self.name, self.dim, self.input_size = "cnn_small", width, input_size
+        self.patch = ENCODER_PATCH[self.name]  # two stride-2 convolutions
         self.in_channels = in_channels
         self.stem = nn.Sequential(
             _conv_bn(in_channels, width // 4),
@@ -111,14 +113,6 @@ class SmallConvEncoder(FrozenEncoder):
 
 # --- DINOv2 through timm ----------------------------------------------------------------------
 
-DINOV2_TIMM = {
-    "dinov2_vits14": "vit_small_patch14_dinov2",
-    "dinov2_vitb14": "vit_base_patch14_dinov2",
-    "dinov2_vitl14": "vit_large_patch14_dinov2",
-    "dinov2_vits14_reg4": "vit_small_patch14_reg4_dinov2",
-    "dinov2_vitb14_reg4": "vit_base_patch14_reg4_dinov2",
-    "dinov2_vitl14_reg4": "vit_large_patch14_reg4_dinov2",
-}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -147,7 +141,7 @@ class DinoV2Encoder(FrozenEncoder):
                 f"{DINOV2_TIMM[name]} (.pth or .safetensors) once and set encoder.weights to its "
                 "local path (nothing is fetched at run time)"
             )
-        self.name, self.patch, self.input_size = name, 14, input_size
+        self.name, self.patch, self.input_size = name, ENCODER_PATCH[name], input_size
         self.weights_file = str(weights)
         self.model = timm.create_model(
             DINOV2_TIMM[name],
@@ -212,7 +206,7 @@ def _dinov2(name: str) -> EncoderBuilder:
 ENCODERS: dict[str, EncoderBuilder] = {"cnn_small": _cnn_small} | {
     name: _dinov2(name) for name in DINOV2_TIMM
 }
-TRAINABLE = {"cnn_small"}
+TRAINABLE = set(TRAINABLE_ENCODERS)
 
 
 def build_encoder(name: str, **kwargs: object) -> FrozenEncoder:

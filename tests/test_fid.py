@@ -242,3 +242,12 @@ def test_inception_path_reaches_torch_fidelity(tmp_path, mnist):
     out = compute_metrics(x, y, "inception-v3-compat", str(path), fid=False, kid_subsets=5)
     assert np.isfinite(out["isc_mean"]) and np.isfinite(out["kid_mean"])
     assert out["extractor"] == "inception-v3-compat" and out["kid_subset_size"] == 3
+
+
+def test_inception_url_matches_torch_fidelity():
+    """digit.registry keeps torch-fidelity's URL (for messages) without importing torch-fidelity."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    from digit.registry import URL_INCEPTION_V3 as ours
+
+    assert ours == URL_INCEPTION_V3

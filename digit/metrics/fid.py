@@ -2,7 +2,8 @@
 
 The paper reports FID and IS from torch-fidelity's Inception-v3 ("inception-v3-compat", 50k samples
 against ImageNet val). That extractor is kept here under the same name, loaded from a local weights
-file only (torch-fidelity would otherwise download it, which fails offline). The small-scale
+file only (torch-fidelity would otherwise download it, which fails offline); the table of
+extractors is `digit.registry.EXTRACTORS`. The small-scale
 runs use "evalnet": the project's own classifier (`digit.metrics.evalnet`), registered with
 torch-fidelity as a `FeatureExtractorBase`: penultimate features for FID / KID / PRC, logits for
 IS. Numbers from different extractors are different protocols; the result dict names the
@@ -16,7 +17,6 @@ so tests can check one against the other on the very features torch-fidelity use
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,24 +26,12 @@ import torch.nn.functional as F
 import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from digit.images import to_unit_float
 from digit.metrics.evalnet import EvalNet
-
-
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """One FID feature extractor: its torch-fidelity name, layers, input channels, weights."""
-
-    name: str  # digit's name (what params choose)
-    fidelity_name: str  # name in torch-fidelity's registry
-    feature_layer: str  # layer for FID / KID / PRC
-    logits_layer: str  # layer for IS
-    in_channels: int | None  # None: whatever the checkpoint says
-    weights_hint: str  # what the weights file is, for error messages
+from digit.registry import EVALNET_FIDELITY_NAME, EXTRACTORS, ExtractorSpec
 
 
 class EvalNetFeatureExtractor(FeatureExtractorBase):
@@ -110,28 +98,6 @@ class EvalNetFeatureExtractor(FeatureExtractorBase):
         feat, logits = self.net.features(xf)
         out = {"features": feat.float(), "logits": logits.float()}
         return tuple(out[name] for name in self.features_list)
-
-
-EVALNET_FIDELITY_NAME = "digit-evalnet"
-
-EXTRACTORS: dict[str, ExtractorSpec] = {
-    "inception-v3-compat": ExtractorSpec(
-        name="inception-v3-compat",
-        fidelity_name="inception-v3-compat",
-        feature_layer="2048",
-        logits_layer="logits_unbiased",
-        in_channels=3,
-        weights_hint=f"torch-fidelity's Inception-v3 weights, a local copy of {URL_INCEPTION_V3}",
-    ),
-    "evalnet": ExtractorSpec(
-        name="evalnet",
-        fidelity_name=EVALNET_FIDELITY_NAME,
-        feature_layer="features",
-        logits_layer="logits",
-        in_channels=None,
-        weights_hint="an evaluation-network model file written by the evalnet stage",
-    ),
-}
 
 
 def _register() -> None:

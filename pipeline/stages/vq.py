@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 import digit.vq
 from digit.images import uint8_to_float
+from digit.registry import ENCODER_PATCH
 from digit.vq import (
     VQVAE,
     NoiseAugConfig,
@@ -30,7 +31,7 @@ from digit.vq import (
 from pipeline import io
 from pipeline.artifacts import load_images
 from pipeline.checkpoints import save_model
-from pipeline.params import Params, encoder_patch
+from pipeline.params import Params
 from pipeline.stage import apply_variant, cli, resolve_device, stage
 from pipeline.train import (
     Checkpoints,
@@ -47,7 +48,7 @@ log = logging.getLogger("digit.vq")
 def token_grid(params: Params) -> int:
     """Tokens per side of the discriminative encoder, which the VQ grid must match."""
     size = params.encoder.input_size or params.data.image_size
-    return size // encoder_patch(params.encoder.name)
+    return size // ENCODER_PATCH[params.encoder.name]
 
 
 def vq_config(params: Params) -> VQConfig:
