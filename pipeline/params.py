@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from digit.data import DATASETS as DATASET_REGISTRY
+from digit.data import FIXED_SIZES
 from digit.registry import ENCODER_PATCH, EXTRACTORS, GPT_SIZES, SSL_OBJECTIVES, URL_INCEPTION_V3
 from digit.schedule import SCHEDULES as LR_SCHEDULES
 
@@ -29,7 +30,6 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 # import no torch, so a typo fails before a stage imports it.
 DATASETS = tuple(DATASET_REGISTRY)
 ENCODERS = tuple(ENCODER_PATCH)
-KNOWN_DATASET_SIZES = {"mnist5k": 5000}
 
 
 class ParamsError(ValueError):
@@ -386,7 +386,7 @@ class Params(Section):
                 f"data.image_size: the VQ autoencoder needs {self.data.image_size} px = "
                 f"{grid} tokens (the encoder's grid) x a power of two"
             )
-        n = KNOWN_DATASET_SIZES.get(self.data.dataset)
+        n = FIXED_SIZES.get(self.data.dataset)
         if n is not None:
             n = min(n, self.data.max_images or n)
             n_vectors = int(n * (1 - self.data.val_fraction)) * (size // patch) ** 2

@@ -82,7 +82,7 @@ def test_dinov2_needs_weights_and_divisible_size():
 def test_schema_takes_its_names_from_the_registries():
     """Every name a registry builds is accepted, and nothing else: the schema reads the names from
     digit (torch-free modules), the builders are keyed by the same tables."""
-    from digit.data import DATASETS
+    from digit.data import DATASETS, FIXED_SIZES, open_dataset
     from digit.encoders import ENCODERS, TRAINABLE, build_encoder
     from digit.metrics.fid import EXTRACTORS
     from digit.registry import ENCODER_PATCH, SSL_OBJECTIVES
@@ -101,6 +101,8 @@ def test_schema_takes_its_names_from_the_registries():
         section, key = path.split(".")
         field = P.Params.model_fields[section].annotation.model_fields[key]
         assert set(field.annotation.__args__) == set(names), path
+    for name, n in FIXED_SIZES.items():
+        assert len(open_dataset(name, None, 28, 1).labels) == n
 
 
 def _schema_defaults(model, node, prefix=""):
