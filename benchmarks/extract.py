@@ -26,7 +26,7 @@ from benchmarks.common import ROOT, Section, seconds
 from digit.data import mnist5k
 from digit.encoders import build_encoder
 from pipeline import io
-from pipeline.artifacts import encoder_checkpoint, load_encoder
+from pipeline.artifacts import load_encoder, save_encoder
 from pipeline.params import load
 from pipeline.stages import extract
 from pipeline.stages.ssl import encoder_kwargs
@@ -65,9 +65,7 @@ def run(opts) -> Section:
     torch.manual_seed(0)
     kwargs = encoder_kwargs(params)
     enc_path = tmp / "encoder.pt"
-    io.save_torch(
-        enc_path, encoder_checkpoint(build_encoder(params.encoder.name, **kwargs), kwargs)
-    )
+    save_encoder(enc_path, build_encoder(params.encoder.name, **kwargs), kwargs)
 
     images = tiled(mnist, n)
     write_images(tmp / "images.zarr", images, params.data.chunk_images)

@@ -18,8 +18,8 @@ import torch
 
 from benchmarks.common import ROOT, Section
 from digit.generate import generate
-from digit.gpt import build_gpt
-from pipeline.checkpoints import load_gpt
+from digit.gpt import GPT, build_gpt
+from pipeline.checkpoints import load_model
 from pipeline.params import load
 from pipeline.train import build_model
 
@@ -94,7 +94,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model:
-        model, _ = load_gpt(args.model)
+        model, _ = load_model(args.model, "gpt", GPT.from_config)
     else:
         torch.manual_seed(0)
         model = build_gpt("small", vocab_size=256, block_size=49).eval()
@@ -108,7 +108,7 @@ def main() -> None:
             )
         )
     if args.renderer:
-        s2, _ = load_gpt(args.renderer)
+        s2, _ = load_model(args.renderer, "gpt", GPT.from_config)
         prefix = torch.randint(0, s2.config.prefix_vocab_size, (args.n, s2.config.prefix_len))
         for use_cache in (True, False):
             row = measure(s2, args.n, args.batch, use_cache, prefix=prefix)

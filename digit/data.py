@@ -119,6 +119,10 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
 }
 
 
+# Images in the datasets whose size is fixed (pipeline/params.py bounds K-Means' K with it).
+FIXED_SIZES = {"mnist5k": 5000}
+
+
 def open_dataset(name: str, root: str | None, image_size: int, channels: int) -> ImageDataset:
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")

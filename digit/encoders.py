@@ -23,6 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from digit.images import uint8_to_float
+from digit.registry import DINOV2_TIMM, ENCODER_PATCH, TRAINABLE_ENCODERS
+
 
 class FrozenEncoder(nn.Module):
     name: str
@@ -41,7 +44,7 @@ class FrozenEncoder(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) uint8 -> (B, C, S, S) float in [0, 1] at the encoder's input size."""
-        x = images.permute(0, 3, 1, 2).float().div_(255.0)
+        x = uint8_to_float(images)
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             # The paper resizes 256 px crops to 224 px with bicubic interpolation for DINOv2.
             x = F.interpolate(
@@ -89,7 +92,8 @@ class SmallConvEncoder(FrozenEncoder):
 
     def __init__(self, in_channels: int = 1, width: int = 128, input_size: int = 28):
         super().__init__()
-        self.name, self.patch, self.dim, self.input_size = "cnn_small", 4, width, input_size
+        self.name, self.dim, self.input_size = "cnn_small", width, input_size
+        self.patch = ENCODER_PATCH[self.name]  # two stride-2 convolutions
         self.in_channels = in_channels
         self.stem = nn.Sequential(
             _conv_bn(in_channels, width // 4),
@@ -109,14 +113,6 @@ class SmallConvEncoder(FrozenEncoder):
 
 # --- DINOv2 through timm ----------------------------------------------------------------------
 
-DINOV2_TIMM = {
-    "dinov2_vits14": "vit_small_patch14_dinov2",
-    "dinov2_vitb14": "vit_base_patch14_dinov2",
-    "dinov2_vitl14": "vit_large_patch14_dinov2",
-    "dinov2_vits14_reg4": "vit_small_patch14_reg4_dinov2",
-    "dinov2_vitb14_reg4": "vit_base_patch14_reg4_dinov2",
-    "dinov2_vitl14_reg4": "vit_large_patch14_reg4_dinov2",
-}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -145,7 +141,7 @@ class DinoV2Encoder(FrozenEncoder):
                 f"{DINOV2_TIMM[name]} (.pth or .safetensors) once and set encoder.weights to its "
                 "local path (nothing is fetched at run time)"
             )
-        self.name, self.patch, self.input_size = name, 14, input_size
+        self.name, self.patch, self.input_size = name, ENCODER_PATCH[name], input_size
         self.weights_file = str(weights)
         self.model = timm.create_model(
             DINOV2_TIMM[name],
@@ -210,7 +206,7 @@ def _dinov2(name: str) -> EncoderBuilder:
 ENCODERS: dict[str, EncoderBuilder] = {"cnn_small": _cnn_small} | {
     name: _dinov2(name) for name in DINOV2_TIMM
 }
-TRAINABLE = {"cnn_small"}
+TRAINABLE = set(TRAINABLE_ENCODERS)
 
 
 def build_encoder(name: str, **kwargs: object) -> FrozenEncoder:

@@ -15,8 +15,9 @@ every model of the paper; the config picks the use:
   logit row per target position.
 
 The model owns its KV cache (LlamaGen style) so that ``digit.generate`` can prefill the
-conditioning once and then decode one token at a time. Sizes are named in ``GPT_SIZES``; "base"
-and "large" reproduce the paper's 219M / 732M parameter counts (see the note above GPT_SIZES).
+conditioning once and then decode one token at a time. Sizes are named in ``GPT_SIZES``
+(``digit.registry``); "base" and "large" reproduce the paper's 219M / 732M parameter counts (see
+the note above GPT_SIZES there).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from digit.registry import GPT_SIZES
 
 
 @dataclass
@@ -387,25 +390,6 @@ class GPT(nn.Module):
 def count_params(model: nn.Module) -> int:
     """All parameters, embeddings included (the convention that reproduces the paper's counts)."""
     return sum(p.numel() for p in model.parameters())
-
-
-# Named sizes. Parameter convention (checked by tests on the meta device): count every parameter
-# -- untied input / output embeddings, learned positions, bos or class table. With it
-#   base  (16 x 1024, FFN 4096, K=8192, 256 tokens):  218.58M unconditional, 219.61M with 1000
-#                                                     classes (paper: 219M)
-#   large (24 x 1536, FFN 6144, K=16384, 256 tokens): 730.69M unconditional, 732.22M with 1000
-#                                                     classes (paper: 732M)
-# A tied head would give 210.2M / 705.5M (4% off), so the paper's models are untied. 24 layers for
-# large is the count that fits 732M at d=1536 (23 -> 702M, 25 -> 759M); heads are not reported:
-# 16 heads (head dim 96) as in iGPT-L, which has the same width.
-GPT_SIZES: dict[str, dict[str, Any]] = {
-    # Unit tests only.
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64, vocab_size=64, block_size=16),
-    # CPU-sized default for the embedded run (e.g. 7x7 = 49 tokens).
-    "small": dict(n_layer=4, n_head=4, n_embd=256, vocab_size=1024, block_size=49),
-    "base": dict(n_layer=16, n_head=16, n_embd=1024, ffn=4096, vocab_size=8192, block_size=256),
-    "large": dict(n_layer=24, n_head=16, n_embd=1536, ffn=6144, vocab_size=16384, block_size=256),
-}
 
 
 def build_gpt(size: str, **overrides: Any) -> GPT:

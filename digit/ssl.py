@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from digit.encoders import FrozenEncoder
+from digit.noise import add_gaussian_noise_snr
+from digit.schedule import lr_at
 
 
 @dataclass(frozen=True)
@@ -45,16 +47,6 @@ class SimCLRConfig:
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=g).to(device) * (hi - lo) + lo
-
-
-def gaussian_noise_at_snr(
-    x: torch.Tensor, snr_db: torch.Tensor, g: torch.Generator
-) -> torch.Tensor:
-    """x + N(0, sigma^2) with sigma per image so that 10 log10(mean(x^2) / sigma^2) = snr_db."""
-    power = x.pow(2).flatten(1).mean(1).clamp_min(1e-12)  # (B,)
-    sigma = (power / 10 ** (snr_db / 10)).sqrt().view(-1, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=g).to(x.device)
-    return x + sigma * noise
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
@@ -88,7 +80,7 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
 
     if cfg.noise_aug:
         snr = _uniform(b, *cfg.noise_snr_db, g, dev)
-        noisy = gaussian_noise_at_snr(x, snr, g)
+        noisy = add_gaussian_noise_snr(x, snr, g)
         use = (torch.rand(b, generator=g).to(dev) < cfg.noise_p).view(-1, 1, 1, 1)
         x = torch.where(use, noisy, x)
     return x
@@ -117,13 +109,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     sim.fill_diagonal_(float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(sim, target)
-
-
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _fit(
@@ -159,7 +144,7 @@ def _fit(
             idx = order[i * batch : (i + 1) * batch]
             loss = batch_loss(encoder.preprocess(images[idx].to(device)), g)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, warmup, cfg.lr)
+                group["lr"] = lr_at(step, total, cfg.lr, warmup)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -19,9 +19,8 @@ autoencoder at small scale:
 - The decoder output is linear; reconstructions are clamped to [0, 1] (the training loss uses the
   unclamped output so black pixels keep a gradient). Inputs are floats in [0, 1], (B, C, H, W).
 - ``train_vq`` / ``evaluate_vq`` (training loop and metrics) live here for now; they do no file
-  I/O (checkpointing goes through a callback) and may move to a module of their own.
-  ``uint8_to_float``, ``float_to_uint8`` and ``add_gaussian_noise_snr`` are generic image helpers
-  that an integrator may move to a shared module.
+  I/O (checkpointing goes through a callback) and may move to a module of their own. Images are
+  converted by ``digit.images``, the noise augmentation is ``digit.noise``.
 
 Randomness is explicit: the quantizer's data-dependent initialisation and restarts draw from a
 ``torch.Generator`` passed to ``forward`` (the global RNG if none), and ``train_vq`` derives one
@@ -32,16 +31,19 @@ a checkpoint continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from digit.images import uint8_to_float
+from digit.noise import add_gaussian_noise_snr
+from digit.schedule import lr_at
+from digit.seeding import seeded_generator
 
 # ----------------------------------------------------------------------------------------------
 # Configs
@@ -155,41 +157,6 @@ class NoiseAugConfig:
 def _check(ok: bool, field: str, requirement: str) -> None:
     if not ok:
         raise ValueError(f"{field} must be {requirement}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Image helpers (generic; the integrator may move them to a shared module)
-
-
-def uint8_to_float(images: Tensor) -> Tensor:
-    """(N, H, W, C) uint8 -> (N, C, H, W) float32 in [0, 1]."""
-    if images.dtype != torch.uint8 or images.ndim != 4:
-        raise ValueError(
-            f"images must be a uint8 (N, H, W, C) tensor, got {images.dtype} {tuple(images.shape)}"
-        )
-    return images.permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def float_to_uint8(x: Tensor) -> Tensor:
-    """(N, C, H, W) float in [0, 1] -> (N, H, W, C) uint8 (clamped, rounded)."""
-    if x.ndim != 4:
-        raise ValueError(f"x must be (N, C, H, W), got {tuple(x.shape)}")
-    return (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
-
-
-def add_gaussian_noise_snr(
-    x: Tensor, snr_db: Tensor | float, generator: torch.Generator | None = None
-) -> Tensor:
-    """Add Gaussian noise at a per-image SNR in dB, SNR = 10 log10(mean(x^2) / sigma^2); no clip.
-
-    x: (B, C, H, W); snr_db: scalar or (B,). Noise is drawn on the CPU from ``generator`` so results
-    do not depend on the device.
-    """
-    snr = torch.as_tensor(snr_db, dtype=torch.float32).reshape(-1).to(x.device)  # (B,) or (1,)
-    power = x.float().pow(2).mean(dim=(1, 2, 3))  # (B,)
-    sigma = (power / 10.0 ** (snr / 10.0)).sqrt()  # (B,)
-    noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device)
-    return x + sigma.view(-1, 1, 1, 1).to(x.dtype) * noise.to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,6 +341,11 @@ class VQVAE(nn.Module):
         dec += [nn.ReLU(), nn.Conv2d(widths[0], cfg.in_channels, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | VQConfig) -> VQVAE:
+        """Rebuild a model from ``dataclasses.asdict(model.cfg)`` as stored in a model file."""
+        return cls(config if isinstance(config, VQConfig) else VQConfig(**config))
+
     def _check_images(self, x: Tensor) -> None:
         c, s = self.cfg.in_channels, self.cfg.image_size
         if x.ndim != 4 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
@@ -444,19 +416,6 @@ class VQVAE(nn.Module):
 # Training and evaluation
 
 
-def _generator(seed: int, *keys: int) -> torch.Generator:
-    """A CPU generator seeded from (seed, *keys), independent across keys."""
-    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def _lr_at(step: int, total: int, cfg: VQTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def train_vq(
     model: VQVAE,
     images: Tensor,
@@ -480,8 +439,7 @@ def train_vq(
     ``state`` together with ``model.state_dict()`` at once, as the tensors in it keep changing.
 
     Returns the history: lists step, lr, loss, mse, usage, perplexity, n_restarted (summed over
-    the logging window), time_s (seconds since this call began), one entry per ``cfg.log_every``
-    steps and at the last step.
+    the logging window), one entry per ``cfg.log_every`` steps and at the last step.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError("images must be a uint8 (N, H, W, C) tensor")
@@ -506,7 +464,7 @@ def train_vq(
         betas=(cfg.beta1, cfg.beta2),
     )
     start = 0
-    keys = ("step", "lr", "loss", "mse", "usage", "perplexity", "n_restarted", "time_s")
+    keys = ("step", "lr", "loss", "mse", "usage", "perplexity", "n_restarted")
     history: dict[str, list[float]] = {k: [] for k in keys}
     if state is not None:
         opt.load_state_dict(state["optimizer"])
@@ -519,13 +477,13 @@ def train_vq(
     perm, perm_epoch = None, -1
     window: dict[str, float] = {k: 0.0 for k in ("loss", "mse", "usage", "perplexity")}
     window_n, window_restarts = 0, 0.0
-    t0 = time.perf_counter()
     bar = tqdm(total=total, initial=start, disable=not progress, desc="vq", leave=False)
     for step in range(start, total):
         epoch, i = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
-            perm, perm_epoch = torch.randperm(n, generator=_generator(cfg.seed, 0, epoch)), epoch
-        g = _generator(cfg.seed, 1, step)
+            perm = torch.randperm(n, generator=seeded_generator(cfg.seed, 0, epoch))
+            perm_epoch = epoch
+        g = seeded_generator(cfg.seed, 1, step)
         x = uint8_to_float(images[perm[i * bs : (i + 1) * bs]]).to(device)  # (B, C, H, W)
         x_in, target = x, None
         if noise_aug is not None and noise_aug.p > 0:
@@ -537,7 +495,7 @@ def train_vq(
             x_in = torch.where(apply.to(device).view(-1, 1, 1, 1), noisy, x)
             target = x if noise_aug.target == "clean" else x_in
 
-        lr = _lr_at(step, total, cfg)
+        lr = lr_at(step, total, cfg.lr, cfg.warmup_steps, "cosine", cfg.min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = lr
         x_hat, loss, stats = model(x_in, target=target, generator=g)
@@ -561,7 +519,6 @@ def train_vq(
             for k, v in window.items():
                 history[k].append(v / window_n)
             history["n_restarted"].append(window_restarts)
-            history["time_s"].append(time.perf_counter() - t0)
             bar.set_postfix(
                 loss=f"{history['loss'][-1]:.4f}",
                 mse=f"{history['mse'][-1]:.4f}",

@@ -1,7 +1,8 @@
 """Loaders for artifacts that several stages read: images, encoders, features, tokens.
 
-Checkpoints describe themselves (STYLE.md 8): the encoder file holds its registry name and builder
-arguments, so a loader rebuilds the module from the file alone and loads weights strictly.
+Model files describe themselves (pipeline/checkpoints.py): the encoder's holds its registry name
+and builder arguments, so the loader rebuilds the module from the file alone and loads weights
+strictly.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from digit.encoders import FrozenEncoder, build_encoder, file_sha256
 from pipeline import io
+from pipeline.checkpoints import read_model, save_model
 from pipeline.stage import StageError
 
 
@@ -43,29 +45,29 @@ def load_images(path: str, with_pixels: bool = True) -> Images:
     )
 
 
-def encoder_checkpoint(encoder: FrozenEncoder, kwargs: dict, **extra) -> dict:
-    ckpt = {"name": encoder.name, "kwargs": kwargs, **extra}
+def save_encoder(path: str | Path, encoder: FrozenEncoder, kwargs: dict, **extra) -> None:
+    """The encoder's model file: a trained encoder with its weights; a frozen DINOv2 as a verified
+    pointer (the sha256 of the weights file, which stays where the user keeps it)."""
+    config = {"name": encoder.name, "kwargs": kwargs}
     if encoder.name.startswith("dinov2"):
-        # A verified pointer: the frozen weights stay where the user keeps them.
-        ckpt["weights_sha256"] = file_sha256(kwargs["weights"])
+        extra["weights_sha256"] = file_sha256(kwargs["weights"])
+        save_model(path, "encoder", config, None, **extra)
     else:
-        ckpt["state_dict"] = encoder.state_dict()
-    return ckpt
+        save_model(path, "encoder", config, encoder, **extra)
 
 
 def load_encoder(path: str, device: str = "cpu") -> FrozenEncoder:
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: encoder checkpoint not found (run the ssl stage)")
-    ckpt = io.load_torch(path)
-    if "random_init_seed" in ckpt:  # a random-weights baseline too large to store (DINOv2)
-        torch.manual_seed(ckpt["random_init_seed"])
-        return build_encoder(ckpt["name"], **ckpt["kwargs"], pretrained=False).to(device).eval()
-    encoder = build_encoder(ckpt["name"], **ckpt["kwargs"])
-    if "state_dict" in ckpt:
+    ckpt = read_model(path, "encoder")
+    name, kwargs, extra = ckpt["config"]["name"], ckpt["config"]["kwargs"], ckpt["extra"]
+    if "random_init_seed" in extra:  # a random-weights baseline too large to store (DINOv2)
+        torch.manual_seed(extra["random_init_seed"])
+        return build_encoder(name, **kwargs, pretrained=False).to(device).eval()
+    encoder = build_encoder(name, **kwargs)
+    if ckpt["state_dict"] is not None:
         encoder.load_state_dict(ckpt["state_dict"], strict=True)
-    elif ckpt.get("weights_sha256") != file_sha256(ckpt["kwargs"]["weights"]):
+    elif extra.get("weights_sha256") != file_sha256(kwargs["weights"]):
         raise StageError(
-            f"encoder.weights: {ckpt['kwargs']['weights']} changed since the ssl stage ran "
+            f"encoder.weights: {kwargs['weights']} changed since the ssl stage ran "
             "(sha256 differs); re-run `dvc repro`"
         )
     return encoder.to(device).eval()

@@ -1,25 +1,75 @@
-"""Model files and token sets of the generative half: the self-describing checkpoints of the GPTs
-(stage 1, stage 2) and of the VQ autoencoder, and the token stores they are trained on.
+"""Model files, in one format, and the token sets of the generative half.
 
-A model file holds what rebuilds the module (its config), the weights, the step, and the resolved
-params and metrics of the run that made it (STYLE.md 8); loaders rebuild from the file alone and load
-strictly. Kept apart from pipeline/artifacts.py so that the foundation stages, which list that file
-as a dep, do not re-run when these formats change.
+Every model file of the DAG (the GPTs of stage 1 and the renderers, the VQ autoencoder, the
+encoders, the evaluation network) is one dict, written by ``save_model`` and read by
+``read_model`` / ``load_model``:
+
+    {"kind": "gpt" | "vq" | "encoder" | "evalnet",
+     "config": what rebuilds the module (a config dataclass as a dict; encoders: name and kwargs),
+     "state_dict": the weights (None for a verified pointer to weights kept elsewhere),
+     "step": optimisation steps taken,
+     "extra": the resolved params and deterministic metrics of the run, and what loaders need}
+
+Loaders are strict: the keys must be exactly these, the kind the expected one, the config known to
+the module's builder, and the weights load with ``strict=True``. A model file holds no wall-clock
+figure (seconds, throughput): those go to the metrics JSON only, so a model file is the same bytes
+whenever the same stage is re-run. The one reader outside this module is torch-fidelity's evalnet
+feature extractor (digit/metrics/fid.py), which torch-fidelity builds from a weights path.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from digit.gpt import GPT
-from digit.vq import VQVAE, VQConfig
 from pipeline import io
 from pipeline.stage import StageError
+
+MODEL_KEYS = ("kind", "config", "state_dict", "step", "extra")
+
+
+def save_model(
+    path: str | Path, kind: str, config: dict[str, Any], module=None, step: int = 0, **extra: Any
+) -> None:
+    """Write a model file atomically; ``module=None`` stores no weights."""
+    weights = None
+    if module is not None:
+        weights = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    io.save_torch(
+        path, {"kind": kind, "config": config, "state_dict": weights, "step": step, "extra": extra}
+    )
+
+
+def read_model(path: str | Path, kind: str) -> dict[str, Any]:
+    """The dict of a model file of ``kind``; a missing file, another kind or another layout is an
+    error naming the file."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: {kind} model not found (run the stage that writes it)")
+    ckpt = io.load_torch(path)
+    if not isinstance(ckpt, dict) or sorted(ckpt) != sorted(MODEL_KEYS):
+        got = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise StageError(
+            f"{path}: not a model file of this pipeline (keys {got}, expected {list(MODEL_KEYS)}); "
+            "re-run the stage that writes it"
+        )
+    if ckpt["kind"] != kind:
+        raise StageError(f"{path}: a {ckpt['kind']!r} model file, expected {kind!r}")
+    return ckpt
+
+
+def load_model(
+    path: str | Path, kind: str, build: Callable[[dict[str, Any]], Any], device: str = "cpu"
+) -> tuple[Any, dict[str, Any]]:
+    """(module in eval mode on ``device``, the file's dict): ``build(config)`` rebuilds the module,
+    then its weights load strictly."""
+    ckpt = read_model(path, kind)
+    module = build(ckpt["config"])
+    module.load_state_dict(ckpt["state_dict"], strict=True)
+    return module.to(device).eval(), ckpt
 
 
 @dataclass
@@ -41,46 +91,3 @@ def check_rows(tokens: Tokens, n_images: int, path: str) -> None:
             f"{path}: {len(tokens.tokens)} token rows but {n_images} images; "
             "re-run the stages that write them"
         )
-
-
-def _weights(module) -> dict[str, Any]:
-    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
-
-
-def _checkpoint(kind: str, config_key: str, config: Any, module, step: int, extra: dict) -> dict:
-    return {
-        "kind": kind,
-        config_key: dataclasses.asdict(config),
-        "state_dict": _weights(module),
-        "step": step,
-        **extra,
-    }
-
-
-def gpt_checkpoint(model: GPT, step: int, **extra: Any) -> dict[str, Any]:
-    """A GPT model file: config, weights, step, and ``extra`` (resolved params, objective, token
-    kind, metrics)."""
-    return _checkpoint("gpt", "model_config", model.config, model, step, extra)
-
-
-def load_gpt(path: str, device: str = "cpu") -> tuple[GPT, dict[str, Any]]:
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: model not found (run the stage that trains it)")
-    ckpt = io.load_torch(path)
-    model = GPT.from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    return model.to(device).eval(), ckpt
-
-
-def vq_checkpoint(model: VQVAE, step: int, **extra: Any) -> dict[str, Any]:
-    """A VQ autoencoder model file: config, weights (codebook buffers included), step, ``extra``."""
-    return _checkpoint("vq", "vq_config", model.cfg, model, step, extra)
-
-
-def load_vq(path: str, device: str = "cpu") -> tuple[VQVAE, dict[str, Any]]:
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: VQ model not found (run the vq stage)")
-    ckpt = io.load_torch(path)
-    model = VQVAE(VQConfig(**ckpt["vq_config"]))
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    return model.to(device).eval(), ckpt

@@ -19,25 +19,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
+from digit.data import DATASETS as DATASET_REGISTRY
+from digit.data import FIXED_SIZES
+from digit.registry import ENCODER_PATCH, EXTRACTORS, GPT_SIZES, SSL_OBJECTIVES, URL_INCEPTION_V3
+from digit.schedule import SCHEDULES as LR_SCHEDULES
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 
-# Names that an ablation swaps are chosen from registries; the schema mirrors them so a typo fails
-# here, before a stage imports torch. tests/test_params.py checks the lists match the registries.
-DATASETS = ("mnist5k", "imagefolder")
-ENCODERS = (
-    "cnn_small",
-    "dinov2_vits14",
-    "dinov2_vitb14",
-    "dinov2_vitl14",
-    "dinov2_vits14_reg4",
-    "dinov2_vitb14_reg4",
-    "dinov2_vitl14_reg4",
-)
-SSL_OBJECTIVES = ("simclr", "mae", "none")
-# digit.gpt.GPT_SIZES: name -> (n_embd, n_head), to check width / heads overrides before torch loads
-GPT_SIZES = {"tiny": (64, 2), "small": (256, 4), "base": (1024, 16), "large": (1536, 16)}
-LR_SCHEDULES = ("cosine", "inverse_sqrt", "constant")  # pipeline.train.SCHEDULES
-KNOWN_DATASET_SIZES = {"mnist5k": 5000}
+# Names that an ablation swaps are chosen from digit's registries, read here from modules that
+# import no torch, so a typo fails before a stage imports it.
+DATASETS = tuple(DATASET_REGISTRY)
+ENCODERS = tuple(ENCODER_PATCH)
 
 
 class ParamsError(ValueError):
@@ -82,7 +74,7 @@ class EncoderParams(Section):
     weights: str | None = None  # DINOv2: local .pth/.safetensors; never downloaded
     layer: int = -3  # ViT block (negative = from the end); the paper uses the third-from-last
     input_size: PosInt | None = None  # encoder input resolution; None = data.image_size
-    width: PosInt = 128  # cnn_small feature width (D)
+    width: PosInt = 64  # cnn_small feature width (D)
 
 
 class SSLParams(Section):
@@ -153,13 +145,13 @@ class VQParams(Section):
 
     codebook_size: Annotated[int, Field(ge=2)] = 256
     code_dim: PosInt = 64
-    hidden: PosInt = 128
+    hidden: PosInt = 64
     n_res_blocks: NonNegInt = 2
     commitment: NonNeg = 0.25
     ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.99
     restart_every: NonNegInt = 10  # dead-code restart window (steps); 0 = off
     restart_threshold: NonNeg = 1.0  # mean assignments per step below which a code is dead
-    epochs: PosInt = 12
+    epochs: PosInt = 5
     batch_size: PosInt = 128
     lr: PosFloat = 2e-3
     weight_decay: NonNeg = 1e-4
@@ -175,13 +167,14 @@ class VQParams(Section):
 
 
 class GPTModelFields(Section):
-    """A transformer chosen by size name (digit.gpt.GPT_SIZES); the other keys override it.
-    Vocabulary and length always come from the token sets."""
+    """A transformer chosen by size name (digit.registry.GPT_SIZES); the other keys override it
+    (None: the size's own). Vocabulary and length always come from the token sets. Keys whose
+    default differs between the sections that use these fields get it there."""
 
     size: str
     n_layer: PosInt | None = None
     n_head: PosInt | None = None
-    n_embd: PosInt | None = None
+    n_embd: PosInt | None
     ffn: PosInt | None = None
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
@@ -189,28 +182,29 @@ class GPTModelFields(Section):
     def _known_size(self) -> GPTModelFields:
         if self.size not in GPT_SIZES:
             raise ValueError(f"size: unknown GPT size {self.size!r}; known: {list(GPT_SIZES)}")
-        n_embd = self.n_embd or GPT_SIZES[self.size][0]
-        n_head = self.n_head or GPT_SIZES[self.size][1]
+        n_embd = self.n_embd or GPT_SIZES[self.size]["n_embd"]
+        n_head = self.n_head or GPT_SIZES[self.size]["n_head"]
         if n_embd % n_head:
             raise ValueError(f"n_embd: {n_embd} is not divisible by n_head={n_head}")
         return self
 
 
 class TrainFields(Section):
-    """pipeline.train.TrainConfig: AdamW, warm-up then decay, clipping, label smoothing."""
+    """pipeline.train.TrainConfig: AdamW, warm-up then decay, clipping, label smoothing. Keys
+    whose default differs between the sections that use these fields get it there."""
 
     steps: PosInt
     batch_size: PosInt
     lr: PosFloat
     weight_decay: NonNeg = 0.01
     betas: tuple[Beta, Beta] = (0.9, 0.98)
-    warmup_steps: NonNegInt = 0
+    warmup_steps: NonNegInt
     schedule: Literal[LR_SCHEDULES] = "cosine"  # type: ignore[valid-type]
     min_lr_ratio: Prob = 0.1
     grad_clip: NonNeg = 1.0  # 0 = off
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    eval_every: NonNegInt = 0  # 0 = at the end only
-    checkpoint_every: NonNegInt = 0  # 0 = no resumable checkpoints
+    eval_every: NonNegInt  # 0 = at the end only
+    checkpoint_every: NonNegInt  # 0 = no resumable checkpoints
     log_every: PosInt = 10
     eval_batch_size: PosInt = 256
     # Data-parallel processes (pipeline/ddp.py): > 1 runs the stage under torchrun with DDP, gloo on
@@ -230,17 +224,30 @@ class TrainFields(Section):
 class ARParams(GPTModelFields, TrainFields):
     """Stage 1: the AR models over each token set (unconditional and class-conditional)."""
 
+    n_embd: PosInt | None = 128
+    warmup_steps: NonNegInt = 20
+    eval_every: NonNegInt = 80
+    checkpoint_every: NonNegInt = 80
     class_dropout: Prob = 0.1  # class-conditional: label -> NULL class, for guidance
 
 
 class RendererParams(GPTModelFields, TrainFields):
     """Stage 2: discriminative-token prefix -> VQ tokens, renderer ar ("+VQGAN") or maskgit."""
 
+    n_embd: PosInt | None = 128
+    warmup_steps: NonNegInt = 20
+    eval_every: NonNegInt = 60
+    checkpoint_every: NonNegInt = 60
+
 
 class TopKP(Section):
     temperature: NonNeg = 1.0  # 0 = argmax
     top_k: NonNegInt = 0  # 0 = off
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # 1 = off
+
+
+class RendererARSampling(TopKP):
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8  # the paper's for the "+VQGAN" renderer
 
 
 class CondSampling(TopKP):
@@ -253,13 +260,13 @@ class MaskGITSampling(TopKP):
 
 
 class GenerateParams(Section):
-    n_samples: PosInt = 1000  # per set (upper bounds: at most the val split)
+    n_samples: PosInt = 500  # per set (upper bounds: at most the val split)
     batch_size: PosInt = 250
     use_cache: bool = True  # KV cache (False: full recomputation per token, same samples)
     grid: PosInt = 8  # the figure shows grid x grid samples
     token_model: TopKP = TopKP()  # unconditional AR models
     token_model_cond: CondSampling = CondSampling()  # class-conditional AR models
-    renderer_ar: TopKP = TopKP()
+    renderer_ar: RendererARSampling = RendererARSampling()
     renderer_maskgit: MaskGITSampling = MaskGITSampling()
 
 
@@ -267,9 +274,9 @@ class SamplingParams(Section):
     """Fig. 6: sweeps of top-k (top-p off) and of top-p (top-k off) for the main unconditional DiGIT
     model; temperature and stage 2 as in ``generate``. FID / IS per setting."""
 
-    n_samples: PosInt = 500
-    top_k: list[NonNegInt] = [8, 32, 64, 128, 0]  # 0 = off (the whole vocabulary)
-    top_p: list[Annotated[float, Field(gt=0.0, le=1.0)]] = [0.5, 0.7, 0.8, 0.9, 1.0]
+    n_samples: PosInt = 250
+    top_k: list[NonNegInt] = [8, 32, 128, 0]  # 0 = off (the whole vocabulary)
+    top_p: list[Annotated[float, Field(gt=0.0, le=1.0)]] = [0.6, 0.8, 0.95]
 
 
 class FlowParams(Section):
@@ -280,14 +287,6 @@ class FlowParams(Section):
     retry_delay_s: Annotated[float, Field(ge=0)] = 10.0
     runner: Literal["threads", "dask"] = "threads"  # where tasks run: threads of the flow, or Dask
     dask_address: str | None = None  # a Dask scheduler (tcp://host:8786); None = a local cluster
-
-
-EXTRACTORS = ("evalnet", "inception-v3-compat")  # digit.metrics.fid registry
-# torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3 (tests check they match)
-INCEPTION_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-    "weights-inception-2015-12-05-6726825d.pth"
-)
 
 
 class EvalNetParams(Section):
@@ -301,7 +300,7 @@ class EvalNetParams(Section):
 
 
 class EvaluateParams(Section):
-    extractor: Literal[EXTRACTORS] = "evalnet"  # type: ignore[valid-type]
+    extractor: Literal[tuple(EXTRACTORS)] = "evalnet"  # type: ignore[valid-type]
     inception_weights: str | None = None  # inception-v3-compat: local weights file
     batch_size: PosInt = 250
     kid_subset_size: PosInt = 1000
@@ -330,7 +329,7 @@ class StabilityParams(Section):
     snr_db: list[float] = [30, 25, 20, 15, 10, 5, 1, 0.01]
     salt_pepper: list[Prob] = [0.02, 0.05, 0.1]  # fraction of pixels set to 0 or 1
     shift_px: list[PosInt] = [1, 2]  # horizontal translation
-    max_images: PosInt = 1000
+    max_images: PosInt = 500
 
 
 class ProbeParams(Section):
@@ -368,7 +367,7 @@ class Params(Section):
     def _cross_checks(self) -> Params:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (got {self.device!r})")
-        patch = encoder_patch(self.encoder.name)
+        patch = ENCODER_PATCH[self.encoder.name]
         size = self.encoder.input_size or self.data.image_size
         if size % patch:
             raise ValueError(
@@ -387,7 +386,7 @@ class Params(Section):
                 f"data.image_size: the VQ autoencoder needs {self.data.image_size} px = "
                 f"{grid} tokens (the encoder's grid) x a power of two"
             )
-        n = KNOWN_DATASET_SIZES.get(self.data.dataset)
+        n = FIXED_SIZES.get(self.data.dataset)
         if n is not None:
             n = min(n, self.data.max_images or n)
             n_vectors = int(n * (1 - self.data.val_fraction)) * (size // patch) ** 2
@@ -397,11 +396,6 @@ class Params(Section):
                     f"kmeans.ks: K={too_big[0]} exceeds the ~{n_vectors} train feature vectors"
                 )
         return self
-
-
-def encoder_patch(name: str) -> int:
-    """Pixels per token side for an encoder name (the schema needs it without importing torch)."""
-    return 4 if name == "cnn_small" else 14
 
 
 def _format_error(err: ValidationError, source: str) -> str:
@@ -449,7 +443,7 @@ def check_files(params: Params, root: str | Path = ".", source: str = "params.ya
             (
                 "evaluate.inception_weights",
                 params.evaluate.inception_weights,
-                f"torch-fidelity's Inception-v3 weights, a local copy of {INCEPTION_URL}",
+                f"torch-fidelity's Inception-v3 weights, a local copy of {URL_INCEPTION_V3}",
             )
         )
     for key, file, expected in needed:

@@ -44,15 +44,15 @@ from tqdm import tqdm
 
 from digit.generate import maskgit_mask
 from digit.gpt import GPT, build_gpt
+from digit.schedule import SCHEDULES, lr_at
+from digit.seeding import seeded_generator
 from pipeline import ddp, io
-from pipeline.checkpoints import gpt_checkpoint
+from pipeline.checkpoints import save_model
 from pipeline.ddp import Rank
 from pipeline.params import GPTModelFields, TrainFields
 from pipeline.stage import StageError
 
 log = logging.getLogger("digit.train")
-
-SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 
 
 @dataclass(frozen=True)
@@ -80,24 +80,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of optimisation step ``step`` (0-based): linear warm-up, then the schedule."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    if cfg.schedule == "inverse_sqrt":  # fairseq's, as in the paper: lr * sqrt(warmup / step)
-        return cfg.lr * math.sqrt(max(cfg.warmup_steps, 1) / (step + 1))
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-def seeded_generator(seed: int, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A generator seeded from (seed, *keys); streams with different keys are independent."""
-    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 # --------------------------------------------------------------------------------- objectives
@@ -436,7 +418,7 @@ def train(
                 perm_epoch = epoch
             rows = perm[i * bs : (i + 1) * bs]
             batch = {k: v[rows] for k, v in train_data.items()}
-            lr = lr_at(step, cfg)
+            lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio)
             for group in opt.param_groups:
                 group["lr"] = lr
             g = seeded_generator(cfg.seed, 1, step)
@@ -562,11 +544,17 @@ def finish_stage(
     out: str,
     metrics: str,
     summary: dict[str, Any],
+    timing: dict[str, float],
     **extra: Any,
-) -> None:
-    """Write the model file (config, weights, params, train config, metrics, ``extra``) and the
-    metrics, then drop the training checkpoints: the run is finished."""
-    ckpt = gpt_checkpoint(
+) -> dict[str, Any]:
+    """Write the model file (config, weights, params, train config, ``summary`` as its metrics,
+    ``extra``) and the metrics JSON (``summary`` + ``timing``, the wall-clock figures, which no
+    model file holds), then drop the training checkpoints: the run is finished. Returns what the
+    metrics JSON holds."""
+    save_model(
+        out,
+        "gpt",
+        dataclasses.asdict(model.config),
         model,
         run.cfg.steps,
         objective=dataclasses.asdict(objective),
@@ -575,9 +563,10 @@ def finish_stage(
         metrics=summary,
         **extra,
     )
-    io.save_torch(out, ckpt)
-    io.write_json(metrics, summary)
+    written = {**summary, **timing}
+    io.write_json(metrics, written)
     run.checkpoints.clean()
+    return written
 
 
 def build_model(section: GPTModelFields, **fixed: Any) -> GPT:

@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from digit.metrics.evalnet import (
-    EvalNet,
-    EvalNetConfig,
-    accuracy,
-    evalnet_checkpoint,
-    evalnet_from_checkpoint,
-    load_evalnet,
-    train_evalnet,
-)
+from digit.metrics.evalnet import EvalNet, EvalNetConfig, accuracy, train_evalnet
 from digit.metrics.fid import (
     EXTRACTORS,
     compute_metrics,
@@ -22,6 +14,8 @@ from digit.metrics.fid import (
     feature_statistics,
     frechet_distance,
 )
+from pipeline.checkpoints import load_model, read_model, save_model
+from pipeline.stage import StageError
 
 TINY = EvalNetConfig(width=8, feat_dim=32, epochs=3, batch_size=32)
 
@@ -54,7 +48,7 @@ def net_path(mnist, tmp_path_factory):
     y = np.repeat(np.arange(10), 100)
     model, history = train_evalnet(x, y, TINY, seed=0, progress=False)
     path = tmp_path_factory.mktemp("evalnet") / "evalnet.pt"
-    torch.save(evalnet_checkpoint(model, history, seed=0), path)
+    save_model(path, "evalnet", dataclasses.asdict(model.cfg), model, history=history, seed=0)
     return str(path)
 
 
@@ -100,18 +94,25 @@ def test_train_evalnet_deterministic_and_learns(mnist):
     assert not m1.training
 
 
-def test_evalnet_checkpoint_roundtrip_is_strict(net_path, mnist):
-    model = load_evalnet(net_path)
+def test_evalnet_model_file_roundtrip_is_strict(net_path, mnist, tmp_path):
+    model, _ = load_model(net_path, "evalnet", EvalNet.from_config)
     x = mnist[:, 300:310].reshape(-1, 28, 28, 1)
     y = np.repeat(np.arange(10), 10)
     assert accuracy(model, x, y) > 0.5  # a few steps on 1,000 digits already learn something
-    ckpt = torch.load(net_path, weights_only=True)
-    bad = dict(ckpt, model_args=dict(ckpt["model_args"], depth=3))
+    ckpt = torch.load(net_path, weights_only=True)  # what torch-fidelity's extractor reads
     with pytest.raises(ValueError, match="depth"):
-        evalnet_from_checkpoint(bad)
+        EvalNet.from_config(dict(ckpt["config"], depth=3))
     bad = dict(ckpt, state_dict={k: v for k, v in ckpt["state_dict"].items() if "head" not in k})
+    torch.save(bad, tmp_path / "bad.pt")
     with pytest.raises(RuntimeError):
-        evalnet_from_checkpoint(bad)
+        load_model(tmp_path / "bad.pt", "evalnet", EvalNet.from_config)
+    with pytest.raises(StageError, match="'evalnet' model file, expected 'gpt'"):
+        load_model(net_path, "gpt", EvalNet.from_config)
+    torch.save({k: v for k, v in ckpt.items() if k != "step"}, tmp_path / "old.pt")
+    with pytest.raises(StageError, match="not a model file"):
+        read_model(tmp_path / "old.pt", "evalnet")
+    with pytest.raises(FileNotFoundError, match="evalnet model not found"):
+        read_model(tmp_path / "nope.pt", "evalnet")
 
 
 # ---- FID math and the torch-fidelity path -----------------------------------------------------
@@ -241,3 +242,12 @@ def test_inception_path_reaches_torch_fidelity(tmp_path, mnist):
     out = compute_metrics(x, y, "inception-v3-compat", str(path), fid=False, kid_subsets=5)
     assert np.isfinite(out["isc_mean"]) and np.isfinite(out["kid_mean"])
     assert out["extractor"] == "inception-v3-compat" and out["kid_subset_size"] == 3
+
+
+def test_inception_url_matches_torch_fidelity():
+    """digit.registry keeps torch-fidelity's URL (for messages) without importing torch-fidelity."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    from digit.registry import URL_INCEPTION_V3 as ours
+
+    assert ours == URL_INCEPTION_V3

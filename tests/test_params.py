@@ -79,14 +79,53 @@ def test_dinov2_needs_weights_and_divisible_size():
         P.validate(raw)
 
 
-def test_schema_names_match_registries():
-    from digit.data import DATASETS
-    from digit.encoders import ENCODERS
+def test_schema_takes_its_names_from_the_registries():
+    """Every name a registry builds is accepted, and nothing else: the schema reads the names from
+    digit (torch-free modules), the builders are keyed by the same tables."""
+    from digit.data import DATASETS, FIXED_SIZES, open_dataset
+    from digit.encoders import ENCODERS, TRAINABLE, build_encoder
+    from digit.metrics.fid import EXTRACTORS
+    from digit.registry import ENCODER_PATCH, SSL_OBJECTIVES
 
-    assert set(P.ENCODERS) == set(ENCODERS)
-    assert set(P.DATASETS) == set(DATASETS)
-    for name in ENCODERS:
-        assert P.encoder_patch(name) == (4 if name == "cnn_small" else 14)
+    assert set(ENCODERS) == set(ENCODER_PATCH) and set(ENCODERS) >= TRAINABLE
+    assert (
+        build_encoder("cnn_small", in_channels=1, input_size=28).patch == ENCODER_PATCH["cnn_small"]
+    )
+    accepted = {
+        "encoder.name": ENCODERS,
+        "data.dataset": DATASETS,
+        "ssl.objective": SSL_OBJECTIVES,
+        "evaluate.extractor": EXTRACTORS,
+    }
+    for path, names in accepted.items():
+        section, key = path.split(".")
+        field = P.Params.model_fields[section].annotation.model_fields[key]
+        assert set(field.annotation.__args__) == set(names), path
+    for name, n in FIXED_SIZES.items():
+        assert len(open_dataset(name, None, 28, 1).labels) == n
+
+
+def _schema_defaults(model, node, prefix=""):
+    """(dotted key, schema default, params.yaml value) for every key of ``node`` with a default."""
+    from pydantic import BaseModel
+    from pydantic_core import PydanticUndefined
+
+    for name, field in model.model_fields.items():
+        value = node.get(name) if isinstance(node, dict) else None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _schema_defaults(annotation, value or {}, f"{prefix}{name}.")
+        elif field.default is not PydanticUndefined or field.default_factory is not None:
+            default = field.get_default(call_default_factory=True)
+            yield f"{prefix}{name}", list(default) if isinstance(default, tuple) else default, value
+
+
+def test_schema_defaults_are_the_params_yaml_values():
+    """A key left out of params.yaml (or a preset's base) means what params.yaml says."""
+    rows = list(_schema_defaults(P.Params, DEFAULT))
+    assert len(rows) > 100
+    for key, default, value in rows:
+        assert default == value, f"{key}: schema default {default!r}, params.yaml {value!r}"
 
 
 def test_stage_reports_one_line(tmp_path):

@@ -73,14 +73,21 @@ def test_paper_sizes_selectable_by_name():
         assert P.validate(raw).ar.size == size
 
 
-def test_schema_names_match_registries():
-    from digit.gpt import GPT_SIZES
-    from pipeline.train import SCHEDULES
+def test_schema_takes_its_names_from_the_registries():
+    from digit.gpt import GPT_SIZES, build_gpt
+    from digit.schedule import SCHEDULES
 
-    assert set(GPT_SIZES) == set(P.GPT_SIZES)
-    for name, (n_embd, n_head) in P.GPT_SIZES.items():
-        assert (GPT_SIZES[name]["n_embd"], GPT_SIZES[name]["n_head"]) == (n_embd, n_head)
-    assert P.LR_SCHEDULES == SCHEDULES
+    for size in GPT_SIZES:
+        raw = with_change("ar.size", size)
+        raw["ar"]["n_embd"] = None
+        assert P.validate(raw).ar.size == size
+    assert build_gpt("tiny").config.n_embd == GPT_SIZES["tiny"]["n_embd"]
+    with pytest.raises(P.ParamsError, match="ar.size: unknown GPT size 'huge'"):
+        P.validate(with_change("ar.size", "huge"))
+    for schedule in SCHEDULES:
+        assert P.validate(with_change("renderer.schedule", schedule)).renderer.schedule == schedule
+    with pytest.raises(P.ParamsError, match="renderer.schedule: Input should be 'cosine'"):
+        P.validate(with_change("renderer.schedule", "linear"))
 
 
 def test_train_config_covers_the_train_fields():

@@ -427,14 +427,6 @@ def test_weights_present_pass_the_check(tmp_path):
     assert P.load(tmp_path / "params.yaml").encoder.weights == "w.pth"
 
 
-def test_inception_url_matches_torch_fidelity():
-    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-
-    from pipeline.params import INCEPTION_URL
-
-    assert INCEPTION_URL == URL_INCEPTION_V3
-
-
 # ---------------------------------------------------------------------------- 3: bad data
 
 

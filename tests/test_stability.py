@@ -1,52 +1,10 @@
-"""digit.metrics.stability: Table 1's perturbations and measures, pinned on hand-made tensors."""
-
-import math
+"""digit.metrics.stability: Table 1's perturbations and measures, pinned on hand-made tensors
+(the Gaussian noise is digit.noise: tests/test_noise.py)."""
 
 import pytest
 import torch
 
-from digit.metrics.stability import (
-    add_gaussian_noise_snr,
-    mean_cosine,
-    noise_sigma_for_snr,
-    salt_and_pepper,
-    shift,
-    token_change_rate,
-)
-
-
-def _images(b: int = 16, c: int = 1, h: int = 64, seed: int = 0) -> torch.Tensor:
-    return torch.rand(b, c, h, h, generator=torch.Generator().manual_seed(seed))
-
-
-@pytest.mark.parametrize("snr_db", [30.0, 20.0, 10.0, 5.0, 0.0])
-def test_gaussian_noise_hits_the_target_snr(snr_db):
-    x = _images()
-    noisy = add_gaussian_noise_snr(x, snr_db, torch.Generator().manual_seed(1))
-    signal = x.pow(2).flatten(1).mean(1)
-    noise = (noisy - x).pow(2).flatten(1).mean(1)
-    measured = 10 * torch.log10(signal / noise)  # (B,)
-    assert measured.mean().item() == pytest.approx(snr_db, abs=0.05 + 0.02 * abs(snr_db))
-    # each image within a few percent of the noise power it should have (4096 values per image)
-    assert ((noise / (signal / 10 ** (snr_db / 10))) - 1).abs().max() < 0.1
-
-
-def test_gaussian_noise_is_not_clipped_and_is_per_image():
-    x = torch.stack([torch.full((1, 8, 8), 0.1), torch.full((1, 8, 8), 0.9)])  # (2, 1, 8, 8)
-    sigma = noise_sigma_for_snr(x, 10.0)
-    # mean(x^2) = 0.01 and 0.81; 10 dB -> sigma^2 = power / 10
-    assert sigma.tolist() == pytest.approx([math.sqrt(0.001), math.sqrt(0.081)])
-    noisy = add_gaussian_noise_snr(x, 0.0, torch.Generator().manual_seed(0))
-    assert noisy.min() < 0 and noisy.max() > 1  # no clipping
-    per_image = add_gaussian_noise_snr(x, torch.tensor([40.0, 0.0]), torch.Generator())
-    assert (per_image[0] - x[0]).abs().max() < (per_image[1] - x[1]).abs().max()
-
-
-def test_gaussian_noise_deterministic_with_generator():
-    x = _images(b=2, h=8)
-    a = add_gaussian_noise_snr(x, 15.0, torch.Generator().manual_seed(3))
-    b = add_gaussian_noise_snr(x, 15.0, torch.Generator().manual_seed(3))
-    assert torch.equal(a, b)
+from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_change_rate
 
 
 def test_salt_and_pepper_changes_exactly_the_fraction():

@@ -11,7 +11,7 @@ import yaml
 
 from digit.encoders import build_encoder
 from pipeline import io
-from pipeline.artifacts import encoder_checkpoint
+from pipeline.artifacts import save_encoder
 from pipeline.params import validate
 from pipeline.stages import extract, kmeans, tokenize
 from pipeline.stages.ssl import encoder_kwargs
@@ -34,9 +34,7 @@ def inputs(tmp_path_factory):
         g.attrs.update(class_names=["a", "b"])
     torch.manual_seed(0)
     kwargs = encoder_kwargs(params)
-    io.save_torch(
-        tmp / "encoder.pt", encoder_checkpoint(build_encoder("cnn_small", **kwargs), kwargs)
-    )
+    save_encoder(tmp / "encoder.pt", build_encoder("cnn_small", **kwargs), kwargs)
     return {"images": str(tmp / "images.zarr"), "encoder": str(tmp / "encoder.pt")}
 
 

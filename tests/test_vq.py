@@ -5,17 +5,15 @@ import math
 import pytest
 import torch
 
+from digit.images import float_to_uint8, uint8_to_float
 from digit.vq import (
     VQVAE,
     EMAQuantizer,
     NoiseAugConfig,
     VQConfig,
     VQTrainConfig,
-    add_gaussian_noise_snr,
     evaluate_vq,
-    float_to_uint8,
     train_vq,
-    uint8_to_float,
 )
 
 SMALL = {"hidden": 32, "code_dim": 16, "codebook_size": 32, "n_res_blocks": 1}
@@ -223,23 +221,6 @@ def test_training_reduces_loss_and_evaluate() -> None:
     assert ev["usage"] > 0.5
     assert m.training  # evaluate_vq restores the mode
     assert evaluate_vq(m, images, batch_size=7) == pytest.approx(ev, rel=1e-4)
-
-
-def test_noise_snr() -> None:
-    x = torch.rand(64, 1, 28, 28)
-    snr = torch.full((64,), 10.0)
-    y = add_gaussian_noise_snr(x, snr, torch.Generator().manual_seed(0))
-    measured = 10 * torch.log10(x.pow(2).mean(dim=(1, 2, 3)) / (y - x).pow(2).mean(dim=(1, 2, 3)))
-    assert measured.mean().item() == pytest.approx(10.0, abs=0.2)
-
-
-def test_uint8_round_trip() -> None:
-    images = _images(3, channels=3)
-    x = uint8_to_float(images)
-    assert x.shape == (3, 3, 28, 28) and x.dtype == torch.float32
-    assert torch.equal(float_to_uint8(x), images)
-    with pytest.raises(ValueError):
-        uint8_to_float(x)
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ anyway. This classifier is trained on the project's own data; its penultimate fe
 FID / KID / precision-recall and its logits drive IS, through `digit.metrics.fid` (extractor name
 "evalnet"). Numbers computed with it are comparable with each other, never with the paper's.
 
-A checkpoint describes itself (`model_args` + `state_dict`), so `load_evalnet(path)` rebuilds the
-network from the file alone and loads it strictly.
+`EvalNet.from_config` rebuilds the network from the config stored in its model file (written and
+read by pipeline/checkpoints.py; torch-fidelity's extractor in `digit.metrics.fid` reads it too).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-CHECKPOINT_KIND = "digit.metrics.evalnet"
+from digit.images import uint8_to_float
+from digit.schedule import lr_at
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,16 @@ class EvalNet(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.feat_dim, cfg.n_classes)
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | EvalNetConfig) -> EvalNet:
+        """Rebuild the network from ``dataclasses.asdict(model.cfg)``; unknown keys are errors."""
+        if isinstance(config, EvalNetConfig):
+            return cls(config)
+        unknown = set(config) - {f.name for f in fields(EvalNetConfig)}
+        if unknown:
+            raise ValueError(f"unknown EvalNetConfig keys: {sorted(unknown)}")
+        return cls(EvalNetConfig(**config))
+
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C, H, W) float in [0, 1], H = W = image_size -> (feat (B, feat_dim), logits)."""
         h = self.trunk((x - 0.5) / 0.5)  # (B, 2w, H/4, W/4)
@@ -100,18 +111,6 @@ class EvalNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)[1]
-
-
-def _to_float_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, C) or (N, H, W) -> float32 (N, C, H, W) in [0, 1]."""
-    x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
-    if x.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 images, got {x.dtype}")
-    if x.dim() == 3:
-        x = x.unsqueeze(-1)
-    if x.dim() != 4:
-        raise ValueError(f"expected (N, H, W, C) images, got shape {tuple(x.shape)}")
-    return x.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
 def _augment(x: torch.Tensor, cfg: EvalNetConfig, gen: torch.Generator) -> torch.Tensor:
@@ -129,18 +128,12 @@ def _augment(x: torch.Tensor, cfg: EvalNetConfig, gen: torch.Generator) -> torch
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 @torch.no_grad()
 def predict_logits(
     model: EvalNet, images: np.ndarray | torch.Tensor, batch_size: int = 500
 ) -> torch.Tensor:
     """uint8 (N, H, W, C) images -> logits (N, n_classes) on the CPU, model in eval mode."""
-    x = _to_float_nchw(images)
+    x = uint8_to_float(images).contiguous()
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -174,7 +167,7 @@ def train_evalnet(
     Returns the model in eval mode on `device` and one history row per epoch (with `val_acc` when
     validation data is given).
     """
-    x_all = _to_float_nchw(images)  # (N, C, H, W)
+    x_all = uint8_to_float(images).contiguous()  # (N, C, H, W)
     y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     if x_all.shape[1] != cfg.in_channels or x_all.shape[2:] != (cfg.image_size, cfg.image_size):
         raise ValueError(
@@ -204,7 +197,7 @@ def train_evalnet(
                 xb = _augment(x_all[idx], cfg, gen).to(device)
                 yb = y_all[idx].to(device)
                 for g in opt.param_groups:
-                    g["lr"] = _cosine_lr(step, total, cfg.lr, warmup)
+                    g["lr"] = lr_at(step, total, cfg.lr, warmup, pi_first=True)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
@@ -217,45 +210,13 @@ def train_evalnet(
                 "epoch": epoch + 1,
                 "train_loss": loss_sum / n,
                 "train_acc": correct / n,
-                "seconds": time.perf_counter() - t0,
             }
             if val_images is not None:
                 row["val_acc"] = accuracy(model, val_images, val_labels)
             history.append(row)
             if progress:
                 msg = " ".join(f"{k}={v:.4g}" for k, v in row.items())
-                print(f"[evalnet] {msg}", file=sys.stderr, flush=True)
+                elapsed = time.perf_counter() - t0
+                print(f"[evalnet] {msg} ({elapsed:.1f} s)", file=sys.stderr, flush=True)
     model.eval()
     return model, history
-
-
-def evalnet_checkpoint(
-    model: EvalNet, history: list[dict[str, float]] | None = None, seed: int | None = None
-) -> dict[str, Any]:
-    """A self-describing checkpoint dict (save it with `torch.save`; load with `load_evalnet`)."""
-    return {
-        "kind": CHECKPOINT_KIND,
-        "model_args": asdict(model.cfg),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "history": list(history or []),
-        "seed": seed,
-    }
-
-
-def evalnet_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> EvalNet:
-    """Rebuild the network from a checkpoint dict; unknown config keys and weights are errors."""
-    if ckpt.get("kind") != CHECKPOINT_KIND:
-        raise ValueError(f"not an evalnet checkpoint (kind={ckpt.get('kind')!r})")
-    known = {f.name for f in fields(EvalNetConfig)}
-    unknown = set(ckpt["model_args"]) - known
-    if unknown:
-        raise ValueError(f"unknown EvalNetConfig keys in checkpoint: {sorted(unknown)}")
-    model = EvalNet(EvalNetConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    return model.to(device).eval()
-
-
-def load_evalnet(weights_path: str, device: str | torch.device = "cpu") -> EvalNet:
-    """Load an evalnet checkpoint file written from `evalnet_checkpoint`."""
-    ckpt = torch.load(weights_path, map_location="cpu", weights_only=True)
-    return evalnet_from_checkpoint(ckpt, device)

@@ -2,7 +2,8 @@
 
 The paper reports FID and IS from torch-fidelity's Inception-v3 ("inception-v3-compat", 50k samples
 against ImageNet val). That extractor is kept here under the same name, loaded from a local weights
-file only (torch-fidelity would otherwise download it, which fails offline). The small-scale
+file only (torch-fidelity would otherwise download it, which fails offline); the table of
+extractors is `digit.registry.EXTRACTORS`. The small-scale
 runs use "evalnet": the project's own classifier (`digit.metrics.evalnet`), registered with
 torch-fidelity as a `FeatureExtractorBase`: penultimate features for FID / KID / PRC, logits for
 IS. Numbers from different extractors are different protocols; the result dict names the
@@ -16,7 +17,6 @@ so tests can check one against the other on the very features torch-fidelity use
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,27 +26,20 @@ import torch.nn.functional as F
 import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-from digit.metrics.evalnet import load_evalnet
-
-
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """One FID feature extractor: its torch-fidelity name, layers, input channels, weights."""
-
-    name: str  # digit's name (what params choose)
-    fidelity_name: str  # name in torch-fidelity's registry
-    feature_layer: str  # layer for FID / KID / PRC
-    logits_layer: str  # layer for IS
-    in_channels: int | None  # None: whatever the checkpoint says
-    weights_hint: str  # what the weights file is, for error messages
+from digit.images import to_unit_float
+from digit.metrics.evalnet import EvalNet
+from digit.registry import EVALNET_FIDELITY_NAME, EXTRACTORS, ExtractorSpec
 
 
 class EvalNetFeatureExtractor(FeatureExtractorBase):
     """torch-fidelity adapter around `EvalNet`, weights from `feature_extractor_weights_path`.
+
+    torch-fidelity builds its extractors from a weights path, so this is the one place in `digit`
+    that reads a model file: the evaluation network's, in the format of pipeline/checkpoints.py,
+    of which it takes `config` and `state_dict` (strictly, as pipeline's `load_model` does).
 
     Takes uint8 (B, C, H, W) batches like every torch-fidelity extractor. Grayscale input is
     repeated to 3 channels for a 3-channel net; input whose size differs from the net's training
@@ -62,7 +55,14 @@ class EvalNetFeatureExtractor(FeatureExtractorBase):
     ) -> None:
         super().__init__(name, features_list)
         _check_weights("evalnet", feature_extractor_weights_path, "feature_extractor_weights_path")
-        self.net = load_evalnet(feature_extractor_weights_path, "cpu")
+        ckpt = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=True)
+        if ckpt.get("kind") != "evalnet":
+            raise ValueError(
+                f"{feature_extractor_weights_path}: not an evalnet model file "
+                f"(kind={ckpt.get('kind')!r}); the evalnet stage writes one"
+            )
+        self.net = EvalNet.from_config(ckpt["config"])
+        self.net.load_state_dict(ckpt["state_dict"], strict=True)
         self.requires_grad_(False)
         self.eval()
 
@@ -91,35 +91,13 @@ class EvalNetFeatureExtractor(FeatureExtractorBase):
                 x = x.expand(-1, 3, -1, -1)
             else:
                 raise ValueError(f"evalnet takes {cfg.in_channels} channel(s), got {x.shape[1]}")
-        xf = x.float() / 255.0  # (B, C, H, W) in [0, 1]
+        xf = to_unit_float(x)  # (B, C, H, W) in [0, 1]
         if xf.shape[-2:] != (cfg.image_size, cfg.image_size):
             size = (cfg.image_size, cfg.image_size)
             xf = F.interpolate(xf, size=size, mode="bilinear", antialias=True, align_corners=False)
         feat, logits = self.net.features(xf)
         out = {"features": feat.float(), "logits": logits.float()}
         return tuple(out[name] for name in self.features_list)
-
-
-EVALNET_FIDELITY_NAME = "digit-evalnet"
-
-EXTRACTORS: dict[str, ExtractorSpec] = {
-    "inception-v3-compat": ExtractorSpec(
-        name="inception-v3-compat",
-        fidelity_name="inception-v3-compat",
-        feature_layer="2048",
-        logits_layer="logits_unbiased",
-        in_channels=3,
-        weights_hint=f"torch-fidelity's Inception-v3 weights, a local copy of {URL_INCEPTION_V3}",
-    ),
-    "evalnet": ExtractorSpec(
-        name="evalnet",
-        fidelity_name=EVALNET_FIDELITY_NAME,
-        feature_layer="features",
-        logits_layer="logits",
-        in_channels=None,
-        weights_hint="an evaluation-network checkpoint written by digit.metrics.evalnet",
-    ),
-}
 
 
 def _register() -> None:

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from digit.schedule import lr_at
+
 
 def _as_feats(x: Any, name: str) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).float()
@@ -85,12 +87,8 @@ def train_linear_probes(
         perm = torch.randperm(n, generator=gen).to(device)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
-            if step < warmup:
-                cur = lr * (step + 1) / warmup
-            else:
-                cur = lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
             for g in opt.param_groups:
-                g["lr"] = cur
+                g["lr"] = lr_at(step, total, lr, warmup, pi_first=True)
             logits = torch.bmm(xtr[:, idx], w) + b  # (L, B, C)
             y = ytr[idx].expand(n_layers, -1)  # (L, B)
             loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")

@@ -2,9 +2,10 @@
 
 The paper perturbs images with Gaussian noise at a given SNR, tokenizes clean and noisy images, and
 reports the fraction of tokens that changed and the mean cosine similarity of the latent vectors.
-These are the perturbations and the two measures, as pure functions; the tokenizers are elsewhere.
-Besides Gaussian noise, salt-and-pepper noise and a one-pixel shift give perturbations outside a
-noise-trained encoder's augmentation set.
+These are the perturbations and the two measures, as pure functions; the tokenizers are elsewhere,
+and the Gaussian noise is `digit.noise` (the same noise the encoder and the denoising VQ train
+with). Salt-and-pepper noise and a one-pixel shift give perturbations outside a noise-trained
+encoder's augmentation set.
 
 Images are float (B, C, H, W) in [0, 1]. Randomness comes only from the `torch.Generator` passed in.
 """
@@ -13,40 +14,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-
-def _snr_per_image(snr_db: float | torch.Tensor, b: int) -> torch.Tensor:
-    snr = torch.as_tensor(snr_db, dtype=torch.float64)
-    if snr.dim() == 0:
-        snr = snr.expand(b)
-    if snr.shape != (b,):
-        raise ValueError(f"snr_db must be a scalar or shape ({b},), got {tuple(snr.shape)}")
-    return snr
-
-
-def noise_sigma_for_snr(x: torch.Tensor, snr_db: float | torch.Tensor) -> torch.Tensor:
-    """Per-image noise std for the SNR, (B,): sigma_i = sqrt(mean(x_i^2) / 10^(snr_i / 10))."""
-    power = x.double().pow(2).flatten(1).mean(1)  # (B,)
-    snr = _snr_per_image(snr_db, len(x)).to(power.device)
-    return (power / 10 ** (snr / 10)).sqrt()
-
-
-def add_gaussian_noise_snr(
-    x: torch.Tensor, snr_db: float | torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """x + sigma_i * N(0, 1), sigma_i per image so that SNR_i = 10 log10(mean(x_i^2) / sigma_i^2).
-
-    x: (B, C, H, W) float in [0, 1]; snr_db: a scalar or a (B,) tensor, in dB. The mean is over all
-    C*H*W values of image i (signal power, not variance: the paper's definition does not subtract
-    the mean). The result is NOT clipped to [0, 1]: clipping would lower the realized noise power,
-    so the SNR would no longer be the one asked for, by an amount that depends on the image. The
-    realized SNR of one draw scatters around the target (relative std of the noise power is
-    sqrt(2 / (C*H*W))). Draws are float32 on the CPU from `generator`, so results do not depend on
-    the device (the same draws as `digit.vq.add_gaussian_noise_snr` and `digit.ssl`'s noise).
-    """
-    sigma = noise_sigma_for_snr(x, snr_db).to(x.dtype)  # (B,)
-    noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
-    return x + sigma.view(-1, *([1] * (x.dim() - 1))) * noise
 
 
 def salt_and_pepper(

@@ -109,19 +109,22 @@ def run(
             unigram_bits(tok.tokens[data.train], tok.tokens[data.val], tok.vocab), 4
         ),
         "train_loss_smoothed": round(last["train/loss"], 4),  # with label smoothing
+    }
+    timing = {
         "train_seconds": round(done.seconds, 1),
         "train_tokens_per_second": round(
             (cfg.steps * min(cfg.batch_size, len(data.train)) * x.shape[1])
             / max(done.seconds, 1e-9)
         ),
     }
-    finish_stage(
+    summary = finish_stage(
         done,
         model,
         objective,
         out,
         metrics,
         summary,
+        timing,
         name=name,
         conditioning=conditioning,
         class_names=data.class_names if n_classes else [],

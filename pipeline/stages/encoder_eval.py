@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from digit.data import stratified_subsample
+from digit.images import to_unit_float
 from digit.metrics.tokens import knn_top1
 from pipeline import io
 from pipeline.artifacts import load_encoder, load_images
@@ -48,7 +49,7 @@ def run(params: Params, images: str, features: str, random_encoder: str, metrics
     def knn(x: np.ndarray) -> float:
         return round(knn_top1(x[tr], data.labels[tr], x[va], data.labels[va], k=k), 4)
 
-    pixels = data.images.reshape(len(data.images), -1).astype(np.float32) / 255.0
+    pixels = to_unit_float(torch.from_numpy(data.images)).reshape(len(data.images), -1).numpy()
     feats = io.open_group(features)["feats"]
     trained = np.concatenate(
         [

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 
-from digit.metrics.evalnet import EvalNetConfig, accuracy, evalnet_checkpoint, train_evalnet
+from digit.metrics.evalnet import EvalNetConfig, accuracy, train_evalnet
 from pipeline import io
 from pipeline.artifacts import load_images
+from pipeline.checkpoints import save_model
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 
@@ -47,7 +49,7 @@ def run(params: Params, images: str, out: str, metrics: str) -> dict:
         "train_seconds": round(time.perf_counter() - t0, 1),
         "n_params": sum(p.numel() for p in model.parameters()),
     }
-    io.save_torch(out, evalnet_checkpoint(model.cpu(), history, params.seed))
+    save_model(out, "evalnet", asdict(model.cfg), model.cpu(), history=history, seed=params.seed)
     io.write_json(metrics, summary)
     log.info("evalnet: val top-1 %.4f", summary["val_top1"])
     return summary

@@ -12,9 +12,11 @@ import time
 
 import numpy as np
 
+from digit.metrics.evalnet import EvalNet, accuracy
 from digit.metrics.fid import compute_metrics
 from pipeline import io
 from pipeline.artifacts import load_images
+from pipeline.checkpoints import load_model
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 
@@ -30,9 +32,8 @@ def extractor_weights(params: Params, evalnet: str) -> tuple[str, str | None, st
 
 
 def conditional_accuracy(weights: str, images: np.ndarray, labels: np.ndarray, device: str):
-    from digit.metrics.evalnet import accuracy, load_evalnet
-
-    return round(accuracy(load_evalnet(weights, device), images, labels), 4)
+    net, _ = load_model(weights, "evalnet", EvalNet.from_config, device)
+    return round(accuracy(net, images, labels), 4)
 
 
 def fidelity(params: Params, images: np.ndarray, ref: np.ndarray, evalnet: str) -> dict:

@@ -15,7 +15,9 @@ The Zarr store holds ``images`` (N, H, W, C) uint8, ``tokens`` (N, L) (the stage
 or the ground truth), ``vq_tokens`` (N, L) (what the decoder rendered) and ``labels`` (N,) where
 there are any (class-conditional sets, and the val images' labels for the upper bounds). Stage 1 and
 stage 2 draw from separate seeded streams, so every set sampled from one stage-1 model with the
-same settings starts from the same token sequences whichever renderer follows.
+same settings starts from the same token sequences whichever renderer follows. The store's
+``info`` attribute is the metrics JSON less its wall-clock figures (``TIMING``): a re-run writes the
+same bytes.
 """
 
 from __future__ import annotations
@@ -28,17 +30,28 @@ import torch
 
 from digit.generate import generate, maskgit_generate
 from digit.gpt import GPT
-from digit.vq import VQVAE, float_to_uint8, uint8_to_float
+from digit.images import float_to_uint8, uint8_to_float
+from digit.seeding import seeded_generator
+from digit.vq import VQVAE
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.checkpoints import check_rows, load_gpt, load_tokens, load_vq
+from pipeline.checkpoints import check_rows, load_model, load_tokens
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
-from pipeline.train import seeded_generator
 
 log = logging.getLogger("digit.generate")
 
 SOURCES = ("sample", "gt", "recon")
+TIMING = ("seconds", "tokens_per_second", "decode_seconds")  # metrics JSON only, never the store
+
+
+def without_timing(summary: dict) -> dict:
+    """``summary`` less the ``TIMING`` keys, at any depth."""
+    return {
+        k: without_timing(v) if isinstance(v, dict) else v
+        for k, v in summary.items()
+        if k not in TIMING
+    }
 
 
 def sample_token_model(
@@ -196,20 +209,20 @@ def run(
         raise StageError(f"--source {source} needs --{' --'.join(missing)}")
     device = resolve_device(params.device)
     g = params.generate
-    vq_model, _ = load_vq(vq, device)
+    vq_model, _ = load_model(vq, "vq", VQVAE.from_config, device)
     data = load_images(images, with_pixels=source == "recon")
     summary: dict = {"name": name, "source": source}
     labels = None
     class_names: list[str] = data.class_names
     kind_of_renderer = None
 
-    s2 = None if renderer is None else load_gpt(renderer, device)[0]
+    s2 = None if renderer is None else load_model(renderer, "gpt", GPT.from_config, device)[0]
     if s2 is not None:
         check_vocab(vq, vq_model.cfg.codebook_size, s2.config.vocab_size, renderer)
     if source == "sample":
-        ar, ar_ckpt = load_gpt(token_model, device)
+        ar, ar_ckpt = load_model(token_model, "gpt", GPT.from_config, device)
         seq, labels, summary["token_model"] = sample_token_model(params, ar, g.n_samples, device)
-        kind = ar_ckpt["token_kind"]
+        kind = ar_ckpt["extra"]["token_kind"]
         if kind == "disc":
             if s2 is None:
                 raise StageError(
@@ -255,7 +268,7 @@ def run(
             source=source,
             renderer=kind_of_renderer,
             class_names=class_names,
-            info=summary,
+            info=without_timing(summary),
         )
     what = {"sample": "samples", "gt": "ground-truth tokens", "recon": "VQ reconstructions"}[source]
     conditional = source == "sample" and labels is not None

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from digit.gpt import GPT
 from digit.metrics.probe import train_linear_probes
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.checkpoints import load_gpt, load_tokens
+from pipeline.checkpoints import load_model, load_tokens
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 
@@ -37,7 +38,7 @@ def pooled_hidden_states(model, tokens: np.ndarray, batch: int, device: str) -> 
 
 def run(params: Params, name: str, model: str, tokens: str, images: str, metrics: str) -> dict:
     device = resolve_device(params.device)
-    gpt, ckpt = load_gpt(model, device)
+    gpt, ckpt = load_model(model, "gpt", GPT.from_config, device)
     if gpt.config.n_classes > 0:
         raise StageError(f"{model}: the probe needs an unconditional model (labels are its input)")
     toks = load_tokens(tokens).tokens
@@ -69,7 +70,7 @@ def run(params: Params, name: str, model: str, tokens: str, images: str, metrics
         "best_top1": round(result["best_top1"], 4),
         "n_layers": n_layers,
         "n_params": sum(q.numel() for q in gpt.parameters()),
-        "val_loss": ckpt.get("metrics", {}).get("val_loss"),
+        "val_loss": ckpt["extra"]["metrics"]["val_loss"],
     }
     io.write_json(metrics, summary)
     log.info("%s: best layer %d top-1 %.4f", name, summary["best_layer"], summary["best_top1"])

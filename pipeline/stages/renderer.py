@@ -26,6 +26,7 @@ import digit.generate
 import digit.gpt
 import pipeline.train
 from digit.gpt import count_params
+from digit.seeding import seeded_generator
 from pipeline import ddp
 from pipeline.artifacts import load_images
 from pipeline.checkpoints import check_rows, load_tokens
@@ -36,7 +37,6 @@ from pipeline.train import (
     build_model,
     evaluate,
     finish_stage,
-    seeded_generator,
     train_stage,
 )
 
@@ -128,9 +128,11 @@ def run(
         "val_bits_per_token_shuffled_prefix": round(val_shuffled / math.log(2), 4),
         "uniform_bits_per_token": round(math.log2(vq.vocab), 4),
         "train_loss_smoothed": round(last["train/loss"], 4),
-        "train_seconds": round(done.seconds, 1),
     }
-    finish_stage(done, model, objective, out, metrics, summary, name=name, renderer=renderer)
+    timing = {"train_seconds": round(done.seconds, 1)}
+    summary = finish_stage(
+        done, model, objective, out, metrics, summary, timing, name=name, renderer=renderer
+    )
     log.info(
         "renderer_%s: val %.4f bits / VQ token (%.4f with shuffled prefixes)",
         name,

@@ -14,9 +14,11 @@ import time
 
 from tqdm import tqdm
 
+from digit.gpt import GPT
+from digit.vq import VQVAE
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.checkpoints import load_gpt, load_vq
+from pipeline.checkpoints import load_model
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 from pipeline.stages.evaluate import extractor_weights, fidelity
@@ -47,9 +49,9 @@ def run(
     extractor = extractor_weights(params, evalnet)[0]
     data = load_images(images)
     ref = data.images[data.val]
-    ar, _ = load_gpt(token_model, device)
-    s2, _ = load_gpt(renderer, device)
-    vq_model, _ = load_vq(vq, device)
+    ar, _ = load_model(token_model, "gpt", GPT.from_config, device)
+    s2, _ = load_model(renderer, "gpt", GPT.from_config, device)
+    vq_model, _ = load_model(vq, "vq", VQVAE.from_config, device)
     if ar.config.n_classes:
         raise StageError(f"{token_model}: the sampling sweep takes an unconditional model")
     check_vocab(token_model, ar.config.vocab_size, s2.config.prefix_vocab_size, renderer)

@@ -24,7 +24,8 @@ from digit.ssl import (
     train_simclr,
 )
 from pipeline import io
-from pipeline.artifacts import encoder_checkpoint, load_images
+from pipeline.artifacts import load_images, save_encoder
+from pipeline.checkpoints import save_model
 from pipeline.params import Params
 from pipeline.stage import StageError, apply_variant, cli, resolve_device, stage
 
@@ -112,23 +113,15 @@ def run(
             summary["history"] = history
         recompute_batchnorm(encoder, train, device=device)
         recompute_batchnorm(random_twin, train, device=device)
-        io.save_torch(random_out, encoder_checkpoint(random_twin.cpu(), kwargs, random=True))
+        save_encoder(random_out, random_twin.cpu(), kwargs, random=True)
     else:
         log.info("%s is frozen as released: no SSL training", params.encoder.name)
-        random_twin = {
-            "name": params.encoder.name,
-            "kwargs": kwargs,
-            "random_init_seed": params.seed,
-        }
-        io.save_torch(random_out, random_twin)
-    summary["train_seconds"] = round(time.perf_counter() - t0, 1)
+        config = {"name": params.encoder.name, "kwargs": kwargs}
+        save_model(random_out, "encoder", config, None, random_init_seed=params.seed)
+    seconds = time.perf_counter() - t0
     summary["n_params"] = sum(p.numel() for p in encoder.parameters())
-    io.save_torch(
-        out,
-        encoder_checkpoint(
-            encoder.cpu(), kwargs, params=params.model_dump(mode="json"), history=summary
-        ),
-    )
+    save_encoder(out, encoder.cpu(), kwargs, params=params.model_dump(mode="json"), history=summary)
+    summary["train_seconds"] = round(seconds, 1)  # the metrics only: model files hold no wall-clock
     io.write_json(metrics, summary)
     return summary
 

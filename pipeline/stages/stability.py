@@ -23,17 +23,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from digit.images import uint8_to_float
 from digit.kmeans import Assigner, KMeansConfig, fit_kmeans
-from digit.metrics.stability import (
-    add_gaussian_noise_snr,
-    mean_cosine,
-    salt_and_pepper,
-    shift,
-    token_change_rate,
-)
+from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_change_rate
+from digit.noise import add_gaussian_noise_snr
+from digit.vq import VQVAE
 from pipeline import io
 from pipeline.artifacts import load_encoder, load_images
-from pipeline.checkpoints import load_vq
+from pipeline.checkpoints import load_model
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 
@@ -87,7 +84,12 @@ def vq_device(vq) -> torch.device:
 def perturbations(params: Params) -> list[tuple[str, str, float, Callable]]:
     s = params.stability
     out = [
-        ("gaussian", f"SNR {snr:g} dB", snr, lambda x, g, v: add_gaussian_noise_snr(x, v, g))
+        (
+            "gaussian",
+            f"SNR {snr:g} dB",
+            snr,
+            lambda x, g, v: add_gaussian_noise_snr(x, v, g, torch.float64),
+        )
         for snr in s.snr_db
     ]
     out += [
@@ -118,7 +120,7 @@ def measure(tok: Tokenizer, pixels: np.ndarray, perts, seed: int, batch: int, de
     rows = {"token_change": [], "cos_quantized": [], "cos_features": []}
     clean = []
     for i in range(0, len(pixels), batch):
-        x = torch.from_numpy(pixels[i : i + batch]).to(device).permute(0, 3, 1, 2).float() / 255
+        x = uint8_to_float(torch.from_numpy(pixels[i : i + batch]).to(device))
         f = tok.features(x)
         clean.append((x, f, tok.ids(f)))
     for p_index, (_, _, value, fn) in enumerate(perts):
@@ -177,14 +179,14 @@ def run(
                 spherical,
             )
         )
-    vq_model, _ = load_vq(vq, device)
+    vq_model, _ = load_model(vq, "vq", VQVAE.from_config, device)
     toks.append(vq_tokenizer("vq", "VQ autoencoder", vq_model))
     if vq_noise:
         toks.append(
             vq_tokenizer(
                 "vq_noise",
                 "VQ autoencoder trained with the same noise augmentation",
-                load_vq(vq_noise, device)[0],
+                load_model(vq_noise, "vq", VQVAE.from_config, device)[0],
             )
         )
     perts = perturbations(params)

@@ -18,6 +18,8 @@ import torch
 from tqdm import tqdm
 
 import digit.vq
+from digit.images import uint8_to_float
+from digit.registry import ENCODER_PATCH
 from digit.vq import (
     VQVAE,
     NoiseAugConfig,
@@ -25,12 +27,11 @@ from digit.vq import (
     VQTrainConfig,
     evaluate_vq,
     train_vq,
-    uint8_to_float,
 )
 from pipeline import io
 from pipeline.artifacts import load_images
-from pipeline.checkpoints import vq_checkpoint
-from pipeline.params import Params, encoder_patch
+from pipeline.checkpoints import save_model
+from pipeline.params import Params
 from pipeline.stage import apply_variant, cli, resolve_device, stage
 from pipeline.train import (
     Checkpoints,
@@ -47,7 +48,7 @@ log = logging.getLogger("digit.vq")
 def token_grid(params: Params) -> int:
     """Tokens per side of the discriminative encoder, which the VQ grid must match."""
     size = params.encoder.input_size or params.data.image_size
-    return size // encoder_patch(params.encoder.name)
+    return size // ENCODER_PATCH[params.encoder.name]
 
 
 def vq_config(params: Params) -> VQConfig:
@@ -92,7 +93,7 @@ def noise_config(params: Params) -> NoiseAugConfig | None:
 
 def history_rows(history: dict[str, list[float]]) -> list[dict[str, float]]:
     """train_vq's column lists -> dvclive rows."""
-    keys = [k for k in history if k not in ("step", "time_s")]
+    keys = [k for k in history if k != "step"]
     return [
         {"step": step, **{(k if k == "lr" else f"train/{k}"): history[k][i] for k in keys}}
         for i, step in enumerate(history["step"])
@@ -176,19 +177,22 @@ def run(
         "grid": cfg.grid_size,
         "steps": int(history["step"][-1]),
         "final_train_mse": round(history["mse"][-1], 6),
-        "train_seconds": round(train_seconds, 1),
         "n_params": sum(p.numel() for p in model.parameters()),
     }
     with io.zarr_group_writer(tokens) as group:
         arr = io.create_array(group, "tokens", ids.shape, 1 << 16, "int32")
         arr[:] = ids
         group.attrs.update(k=cfg.codebook_size, grid=[cfg.grid_size] * 2, kind="vq")
-    io.save_torch(
+    save_model(
         out,
-        vq_checkpoint(
-            model, summary["steps"], params=params.model_dump(mode="json"), metrics=summary
-        ),
+        "vq",
+        dataclasses.asdict(model.cfg),
+        model,
+        summary["steps"],
+        params=params.model_dump(mode="json"),
+        metrics=summary,
     )
+    summary["train_seconds"] = round(train_seconds, 1)  # the metrics only, not the model file
     io.write_json(metrics, summary)
     ck.clean()
     log.info(
