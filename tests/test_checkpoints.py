@@ -10,8 +10,8 @@ import torch
 from digit.encoders import build_encoder
 from digit.gpt import GPT, build_gpt
 from digit.vq import VQVAE, VQConfig
-from pipeline.artifacts import load_encoder, save_encoder
 from pipeline.checkpoints import MODEL_KEYS, load_model, read_model, save_model
+from pipeline.encoder_files import load_encoder, save_encoder
 from pipeline.stage import StageError
 
 

@@ -19,8 +19,9 @@ from digit.gpt import build_gpt
 from pipeline import io
 from pipeline.ddp import Rank
 from pipeline.params import ParamsError, load, validate
+from pipeline.resume import Checkpoints
 from pipeline.stages import ar
-from pipeline.train import Checkpoints, Interrupt, Objective, TrainConfig, train
+from pipeline.train import Interrupt, Objective, TrainConfig, train
 
 WORLD = 2
 CFG = TrainConfig(

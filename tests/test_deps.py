@@ -61,8 +61,9 @@ def _docstring_only(path: Path) -> bool:
 
 def import_closure(root: Path, module: str, exclude: set[str] = INFRASTRUCTURE) -> set[str]:
     """Repo-relative paths of the project files ``module`` imports, transitively, minus
-    ``exclude`` and docstring-only ``__init__`` files (an excluded file's own imports still count:
-    what it pulls in runs too)."""
+    ``exclude`` and docstring-only ``__init__`` files. An excluded file is opaque: the params
+    schema imports registry names to validate against, which are not the stage's computation (a
+    stage that computes with them imports them itself)."""
     start = _module_file(root, module)
     assert start is not None, f"{module}: no such module under {root}"
     seen: set[Path] = set()
@@ -72,6 +73,8 @@ def import_closure(root: Path, module: str, exclude: set[str] = INFRASTRUCTURE) 
         if path in seen:
             continue
         seen.add(path)
+        if path.relative_to(root).as_posix() in exclude:
+            continue
         for name in _imported_names(root, path):
             parts = name.split(".")
             for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
@@ -128,18 +131,19 @@ def test_every_stage_module_is_in_the_dag():
 
 def test_closure_follows_what_a_stage_imports(tmp_path):
     """The finder itself: transitive, relative, function-level and ``from pkg import module``
-    imports count; the excluded files and docstring-only ``__init__`` files do not, but what an
-    excluded file imports does."""
+    imports count; the excluded files, what only they import, and docstring-only ``__init__``
+    files do not."""
     files = {
         "digit/__init__.py": '"""The library."""\n',
         "digit/a.py": "from digit import b\n",
         "digit/b.py": "def f():\n    from .c import g\n    return g\n",
         "digit/c.py": "g = 1\n",
         "digit/unused.py": "x = 1\n",
+        "digit/names.py": "NAMES = ()\n",
         "digit/sub/__init__.py": "from digit.sub.inner import y\n",
         "digit/sub/inner.py": "y = 2\n",
         "pipeline/__init__.py": "",
-        "pipeline/io.py": "import digit.c\n",
+        "pipeline/io.py": "import digit.names\n",
         "pipeline/stages/__init__.py": "",
         "pipeline/stages/s.py": "import digit.a\nfrom pipeline import io\nimport digit.sub\n",
     }

@@ -11,7 +11,7 @@ import yaml
 
 from digit.encoders import build_encoder
 from pipeline import io
-from pipeline.artifacts import save_encoder
+from pipeline.encoder_files import save_encoder
 from pipeline.params import validate
 from pipeline.stages import extract, kmeans, tokenize
 from pipeline.stages.ssl import encoder_kwargs

@@ -9,14 +9,8 @@ import torch
 
 from digit.generate import generate, maskgit_generate
 from digit.gpt import build_gpt
-from pipeline.train import (
-    Checkpoints,
-    Interrupt,
-    Objective,
-    TrainConfig,
-    evaluate,
-    train,
-)
+from pipeline.resume import Checkpoints
+from pipeline.train import Interrupt, Objective, TrainConfig, evaluate, train
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from digit.images import float_to_uint8, uint8_to_float
-from digit.vq import (
-    VQVAE,
-    EMAQuantizer,
-    NoiseAugConfig,
-    VQConfig,
-    VQTrainConfig,
-    evaluate_vq,
-    train_vq,
-)
+from digit.vq import VQVAE, EMAQuantizer, VQConfig
+from digit.vq_train import NoiseAugConfig, VQTrainConfig, evaluate_vq, train_vq
 
 SMALL = {"hidden": 32, "code_dim": 16, "codebook_size": 32, "n_res_blocks": 1}
 

@@ -21,8 +21,8 @@ import digit.gpt
 import pipeline.train
 from digit.gpt import count_params
 from pipeline import ddp
-from pipeline.artifacts import load_images
 from pipeline.checkpoints import check_rows, load_tokens
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 from pipeline.train import Objective, build_model, finish_stage, train_stage

@@ -15,7 +15,8 @@ from digit.data import stratified_subsample
 from digit.images import to_unit_float
 from digit.metrics.tokens import knn_top1
 from pipeline import io
-from pipeline.artifacts import load_encoder, load_images
+from pipeline.encoder_files import load_encoder
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 

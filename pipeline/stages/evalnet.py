@@ -15,8 +15,8 @@ from dataclasses import asdict
 
 from digit.metrics.evalnet import EvalNetConfig, accuracy, train_evalnet
 from pipeline import io
-from pipeline.artifacts import load_images
 from pipeline.checkpoints import save_model
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 

@@ -15,8 +15,8 @@ import numpy as np
 from digit.metrics.evalnet import EvalNet, accuracy
 from digit.metrics.fid import compute_metrics
 from pipeline import io
-from pipeline.artifacts import load_images
 from pipeline.checkpoints import load_model
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 

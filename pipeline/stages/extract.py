@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import io
-from pipeline.artifacts import load_encoder
+from pipeline.encoder_files import load_encoder
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 

@@ -34,8 +34,8 @@ from digit.images import float_to_uint8, uint8_to_float
 from digit.seeding import seeded_generator
 from digit.vq import VQVAE
 from pipeline import io
-from pipeline.artifacts import load_images
 from pipeline.checkpoints import check_rows, load_model, load_tokens
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 

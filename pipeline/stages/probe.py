@@ -17,8 +17,8 @@ from tqdm import tqdm
 from digit.gpt import GPT
 from digit.metrics.probe import train_linear_probes
 from pipeline import io
-from pipeline.artifacts import load_images
 from pipeline.checkpoints import load_model, load_tokens
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 

@@ -28,8 +28,8 @@ import pipeline.train
 from digit.gpt import count_params
 from digit.seeding import seeded_generator
 from pipeline import ddp
-from pipeline.artifacts import load_images
 from pipeline.checkpoints import check_rows, load_tokens
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 from pipeline.train import (

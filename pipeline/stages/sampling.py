@@ -17,8 +17,8 @@ from tqdm import tqdm
 from digit.gpt import GPT
 from digit.vq import VQVAE
 from pipeline import io
-from pipeline.artifacts import load_images
 from pipeline.checkpoints import load_model
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, resolve_device, stage
 from pipeline.stages.evaluate import extractor_weights, fidelity

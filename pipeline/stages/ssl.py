@@ -24,8 +24,9 @@ from digit.ssl import (
     train_simclr,
 )
 from pipeline import io
-from pipeline.artifacts import load_images, save_encoder
 from pipeline.checkpoints import save_model
+from pipeline.encoder_files import save_encoder
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, apply_variant, cli, resolve_device, stage
 

@@ -29,8 +29,9 @@ from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_c
 from digit.noise import add_gaussian_noise_snr
 from digit.vq import VQVAE
 from pipeline import io
-from pipeline.artifacts import load_encoder, load_images
 from pipeline.checkpoints import load_model
+from pipeline.encoder_files import load_encoder
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 

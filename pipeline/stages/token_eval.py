@@ -16,7 +16,7 @@ import numpy as np
 from digit.kmeans import Assigner, KMeansConfig, fit_kmeans
 from digit.metrics.tokens import bag_of_tokens, knn_top1, token_probe_top1, usage
 from pipeline import io
-from pipeline.artifacts import load_images
+from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import cli, stage
 from pipeline.stages.encoder_eval import encode, eval_indices

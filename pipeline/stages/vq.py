@@ -18,22 +18,16 @@ import torch
 from tqdm import tqdm
 
 import digit.vq
+import digit.vq_train
 from digit.images import uint8_to_float
 from digit.registry import ENCODER_PATCH
-from digit.vq import (
-    VQVAE,
-    NoiseAugConfig,
-    VQConfig,
-    VQTrainConfig,
-    evaluate_vq,
-    train_vq,
-)
+from digit.vq import VQVAE, VQConfig
+from digit.vq_train import NoiseAugConfig, VQTrainConfig, evaluate_vq, train_vq
 from pipeline import io
-from pipeline.artifacts import load_images
 from pipeline.checkpoints import save_model
+from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import apply_variant, cli, resolve_device, stage
-from pipeline.train import (
+from pipeline.resume import (
     Checkpoints,
     CurveLogger,
     code_fingerprint,
@@ -41,6 +35,7 @@ from pipeline.train import (
     rng_state,
     set_rng_state,
 )
+from pipeline.stage import apply_variant, cli, resolve_device, stage
 
 log = logging.getLogger("digit.vq")
 
@@ -136,7 +131,7 @@ def run(
             dataclasses.asdict(cfg),
             dataclasses.asdict(tcfg),
             None if noise is None else dataclasses.asdict(noise),
-            code_fingerprint(digit.vq),
+            code_fingerprint(digit.vq, digit.vq_train),
             train_images,
         ),
     )

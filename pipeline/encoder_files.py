@@ -1,4 +1,4 @@
-"""Loaders for artifacts that several stages read: images, encoders, features, tokens.
+"""Encoder model files: the trained small encoder, or a verified pointer to frozen DINOv2 weights.
 
 Model files describe themselves (pipeline/checkpoints.py): the encoder's holds its registry name
 and builder arguments, so the loader rebuilds the module from the file alone and loads weights
@@ -7,42 +7,13 @@ strictly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from digit.encoders import FrozenEncoder, build_encoder, file_sha256
-from pipeline import io
 from pipeline.checkpoints import read_model, save_model
 from pipeline.stage import StageError
-
-
-@dataclass
-class Images:
-    images: np.ndarray  # (N, H, W, C) uint8
-    labels: np.ndarray  # (N,) int64
-    is_val: np.ndarray  # (N,) bool
-    class_names: list[str]
-
-    @property
-    def train(self) -> np.ndarray:
-        return np.flatnonzero(~self.is_val)
-
-    @property
-    def val(self) -> np.ndarray:
-        return np.flatnonzero(self.is_val)
-
-
-def load_images(path: str, with_pixels: bool = True) -> Images:
-    g = io.open_group(path)
-    return Images(
-        images=g["images"][:] if with_pixels else np.empty((0,)),
-        labels=g["labels"][:],
-        is_val=g["is_val"][:],
-        class_names=list(g.attrs["class_names"]),
-    )
 
 
 def save_encoder(path: str | Path, encoder: FrozenEncoder, kwargs: dict, **extra) -> None:
