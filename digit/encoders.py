@@ -2,11 +2,12 @@
 
 The paper tokenizes the patch features of a frozen DINOv2 ViT-B/14 with 4 registers: the output of
 the third-from-last block, passed through the final LayerNorm, with the CLS and register tokens
-dropped (PAPER.md, "Method as published"). ``dinov2_*`` loads those models through timm from a
+dropped (docs/paper.md, "The recipe as published"). ``dinov2_*`` loads those models through timm from a
 local weights file only. ``cnn_small`` is the in-house encoder of the embedded default: a small
 convolutional network whose stride-4 feature map is the patch grid (7x7 for 28x28 MNIST); planning
-found that small ViTs trained for minutes on a CPU give tokens no better than random ones
-(FINDINGS.md), while this CNN trained with SimCLR does.
+found that small ViTs trained for minutes on a CPU give tokens no better than random ones (their
+patch features seemed dominated by position; DINO collapsed), while this CNN trained with SimCLR
+gives tokens that beat a random CNN's and a VQ-VAE's in a token probe.
 
 Every encoder exposes ``patch``, ``dim``, ``grid(size)``, ``preprocess(uint8 NHWC) -> float NCHW in
 [0, 1] at the encoder's input size`` and ``patch_features(x01) -> (B, L, D)``; ``forward`` chains the

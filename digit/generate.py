@@ -1,10 +1,10 @@
 """Sampling from ``digit.gpt.GPT``: autoregressive decoding with a KV cache, and MaskGIT decoding.
 
 Small pure functions beside the model (LlamaGen style):
-* ``top_k_top_p_filtering`` / ``sample_logits``: the paper samples stage 1 with top-k (200 base,
-  400 large, 300 class-conditional) and stage 2 with top-p 0.8, temperature 1.0 throughout.
+* ``top_k_top_p_filtering`` / ``sample_logits``: the paper samples the token model with top-k (200 base,
+  400 large, 300 class-conditional) and the renderer with top-p 0.8, temperature 1.0 throughout.
 * ``prefill`` / ``decode_one_token`` / ``generate``: batched AR sampling of the discriminative
-  tokens (stage 1) or of VQ tokens after a discriminative prefix (stage 2, "+VQGAN").
+  tokens (token model) or of VQ tokens after a discriminative prefix (renderer, "+VQGAN").
   Classifier-free guidance is available for class-conditional models but the paper does not use
   it for DiGIT (cfg_scale=1.0 switches it off).
 * ``maskgit_mask`` / ``maskgit_schedule`` / ``maskgit_generate``: the bidirectional "+MaskGIT"
@@ -104,7 +104,7 @@ def generate(
 ) -> Tensor:
     """Sample n target sequences from a causal GPT; returns (n, block_size) token ids.
 
-    cond: (n,) class ids for a class-conditional model. prefix: (n, prefix_len) for a stage-2
+    cond: (n,) class ids for a class-conditional model. prefix: (n, prefix_len) for a renderer
     model. cfg_scale != 1 runs each batch twice as large (conditional rows, then NULL-class rows)
     and mixes the logits. use_cache=False recomputes the whole sequence at every step (the
     reference for the KV cache and the benchmark baseline); both give the same tokens up to float

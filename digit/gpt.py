@@ -1,16 +1,16 @@
-"""The transformer over discriminative tokens (DiGIT stage 1) and the pixel renderer (stage 2).
+"""The transformer over discriminative tokens (DiGIT's token model, the paper's stage 1) and the renderer (stage 2).
 
 One nanoGPT-style decoder (pre-LayerNorm blocks, GELU MLP, learned absolute positions) serves
 every model of the paper; the config picks the use:
 
-* unconditional (stage 1):     sequence = [bos] + tokens, causal.
-* class-conditional (stage 1): sequence = [class] + tokens, causal; the class embedding replaces
+* unconditional (token model):     sequence = [bos] + tokens, causal.
+* class-conditional (token model): sequence = [class] + tokens, causal; the class embedding replaces
   bos, and its last row (index ``n_classes``) is the NULL class, used for label dropout in training
   and for classifier-free guidance at sampling time.
-* prefix-conditional (stage 2, "+VQGAN"): sequence = [prefix] + [bos] + VQ tokens, causal; the
+* prefix-conditional (renderer, "+VQGAN"): sequence = [prefix] + [bos] + VQ tokens, causal; the
   prefix (the 256 discriminative tokens) has its own embedding table and its own positions, and
   logits / loss cover only the target (VQ) part.
-* prefix-conditional, bidirectional (stage 2, "+MaskGIT", ``causal=False``): sequence =
+* prefix-conditional, bidirectional (renderer, "+MaskGIT", ``causal=False``): sequence =
   [prefix] + [bos] + target tokens in which masked positions hold ``MASK = vocab_size``; one
   logit row per target position.
 
@@ -37,7 +37,9 @@ from digit.registry import GPT_SIZES
 
 @dataclass
 class GPTConfig:
-    vocab_size: int  # target-token vocabulary (K for stage 1, VQ codebook size for stage 2)
+    vocab_size: (
+        int  # target-token vocabulary (K for the token model, VQ codebook size for the renderer)
+    )
     block_size: int  # number of target tokens per sample (e.g. 49 or 256)
     n_layer: int
     n_head: int
@@ -45,8 +47,8 @@ class GPTConfig:
     ffn: int | None = None  # MLP hidden size; None -> 4 * n_embd (resolved in __post_init__)
     dropout: float = 0.0
     n_classes: int = 0  # 0 = no class conditioning; else n_classes + 1 rows (last = NULL)
-    prefix_vocab_size: int = 0  # stage 2: vocabulary of the prefix (discriminative) tokens
-    prefix_len: int = 0  # stage 2: number of prefix tokens
+    prefix_vocab_size: int = 0  # renderer: vocabulary of the prefix (discriminative) tokens
+    prefix_len: int = 0  # renderer: number of prefix tokens
     causal: bool = True  # False = bidirectional MaskGIT renderer
     bias: bool = True
 

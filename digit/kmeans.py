@@ -1,4 +1,4 @@
-"""faiss K-Means over patch features, and nearest-centroid tokenization (PAPER.md: faiss.Kmeans, L2,
+"""faiss K-Means over patch features, and nearest-centroid tokenization (the paper: faiss.Kmeans, L2,
 niter=20; faiss subsamples to ``max_points_per_centroid`` points per centroid).
 
 The fit runs on a GPU when faiss sees one and the caller allows it, else on the CPU; the same

@@ -1,6 +1,6 @@
 """Model files, in one format, and the token sets of the generative half.
 
-Every model file of the DAG (the GPTs of stage 1 and the renderers, the VQ autoencoder, the
+Every model file of the DAG (the token models and the renderers, the VQ autoencoder, the
 encoders, the evaluation network) is one dict, written by ``save_model`` and read by
 ``read_model`` / ``load_model``:
 

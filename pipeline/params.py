@@ -140,7 +140,7 @@ class EncoderEvalParams(Section):
 
 
 class VQParams(Section):
-    """The VQ autoencoder (digit.vq): baseline tokenizer and stage-2 pixel decoder. Its token grid
+    """The VQ autoencoder (digit.vq): baseline tokenizer and the renderer's pixel decoder. Its token grid
     is the encoder's (downsample = image_size / grid), so both AR models see equal lengths."""
 
     codebook_size: Annotated[int, Field(ge=2)] = 256
@@ -222,7 +222,7 @@ class TrainFields(Section):
 
 
 class ARParams(GPTModelFields, TrainFields):
-    """Stage 1: the AR models over each token set (unconditional and class-conditional)."""
+    """The token models (the paper's stage 1): the AR models over each token set (unconditional and class-conditional)."""
 
     n_embd: PosInt | None = 128
     warmup_steps: NonNegInt = 20
@@ -232,7 +232,7 @@ class ARParams(GPTModelFields, TrainFields):
 
 
 class RendererParams(GPTModelFields, TrainFields):
-    """Stage 2: discriminative-token prefix -> VQ tokens, renderer ar ("+VQGAN") or maskgit."""
+    """The renderer (the paper's stage 2): discriminative-token prefix -> VQ tokens, renderer ar ("+VQGAN") or maskgit."""
 
     n_embd: PosInt | None = 128
     warmup_steps: NonNegInt = 20
@@ -272,7 +272,7 @@ class GenerateParams(Section):
 
 class SamplingParams(Section):
     """Fig. 6: sweeps of top-k (top-p off) and of top-p (top-k off) for the main unconditional DiGIT
-    model; temperature and stage 2 as in ``generate``. FID / IS per setting."""
+    model; temperature and renderer as in ``generate``. FID / IS per setting."""
 
     n_samples: PosInt = 250
     top_k: list[NonNegInt] = [8, 32, 128, 0]  # 0 = off (the whole vocabulary)
@@ -333,7 +333,7 @@ class StabilityParams(Section):
 
 
 class ProbeParams(Section):
-    """The linear probe (PAPER.md: SGD momentum 0.9, lr 0.4, cosine, ~80 epochs)."""
+    """The linear probe (the paper: SGD momentum 0.9, lr 0.4, cosine, ~80 epochs)."""
 
     epochs: PosInt = 80
     lr: PosFloat = 0.4

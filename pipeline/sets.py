@@ -27,7 +27,7 @@ def disc_model(k: int, conditional: bool = False) -> str:
 
 
 def renderer_name(tokens: str, k: int, kind: Literal["ar", "maskgit"]) -> str:
-    """A stage-2 renderer (metrics/renderer_<name>.json): ``tokens`` is disc or mae."""
+    """A renderer (metrics/renderer_<name>.json): ``tokens`` is disc or mae."""
     return f"mae_{kind}" if tokens == "mae" else f"k{k}_{kind}"
 
 
@@ -163,7 +163,7 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
     def gt(kind: Literal["ar", "maskgit"], label: str) -> SampleSet:
         return SampleSet(
             name=gt_set(m, kind),
-            label=f"upper bound: ground-truth DiGIT tokens + stage 2 ({label})",
+            label=f"upper bound: ground-truth DiGIT tokens + renderer ({label})",
             source="gt",
             tokens="disc",
             k=m,

@@ -14,9 +14,21 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from pipeline import io
 from pipeline.params import Params, ParamsError, load
 
 log = logging.getLogger("digit")
+
+# Wall-clock figures of this stage process: written to ``--timings`` when the stage ends, never to an
+# output that another stage reads (a re-run on the same inputs then writes the same bytes and DVC
+# stops there). The report reads metrics/, not timings/.
+_timings: dict[str, float] = {}
+_timings_path: list[str | None] = [None]
+
+
+def record_timing(**figures: float) -> None:
+    """Add wall-clock figures (seconds, throughput) to this stage's timings file."""
+    _timings.update({k: round(float(v), 2) for k, v in figures.items()})
 
 
 class StageError(RuntimeError):
@@ -39,7 +51,10 @@ def cli(
     for name, typ in (extra or {}).items():
         parser.add_argument(f"--{name}", type=typ, required=True)
     parser.add_argument("--params", default="params.yaml")
-    return parser.parse_args()
+    parser.add_argument("--timings", default=None, help="JSON of this run's wall-clock figures")
+    args = parser.parse_args()
+    _timings_path[0] = args.timings
+    return args
 
 
 def setup_logging() -> None:
@@ -64,7 +79,12 @@ def stage(name: str, params_path: str = "params.yaml") -> Iterator[Params]:
     except (ParamsError, StageError, FileNotFoundError) as err:
         # One line, not a log record and a copy of it: the flow shows this `error:` line.
         sys.exit(f"error: {err}")
-    log.info("stage %s: done in %.1f s", name, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    log.info("stage %s: done in %.1f s", name, seconds)
+    if _timings_path[0] and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 writes
+        io.write_json(
+            _timings_path[0], {"stage": name, "stage_seconds": round(seconds, 1), **_timings}
+        )
 
 
 def apply_variant(

@@ -1,4 +1,4 @@
-"""The training loop of every transformer in the DAG (AR stage 1, stage-2 renderers), with resume.
+"""The training loop of every transformer in the DAG (token models and renderers), with resume.
 
 DiGIT trains its models with Adam(W), a warm-up then a decaying learning rate, gradient clipping
 and label smoothing (docs/paper.md, "optimisation"); all of it comes from params.yaml through
@@ -53,7 +53,7 @@ from pipeline.resume import (
     rng_state,
     set_rng_state,
 )
-from pipeline.stage import StageError
+from pipeline.stage import StageError, record_timing
 
 log = logging.getLogger("digit.train")
 
@@ -92,9 +92,9 @@ class TrainConfig:
 class Objective:
     """What the model learns from a batch {"tokens": (B, L), ["labels": (B,)], ["prefix": (B, P)]}.
 
-    masked=False: next-token prediction over all L tokens (stage 1, and the "+VQGAN" stage 2 when
+    masked=False: next-token prediction over all L tokens (token models, and the "+VQGAN" renderer when
     a prefix is given; the loss covers the target tokens only). masked=True: MaskGIT, the loss on
-    the positions masked by the cosine schedule (the "+MaskGIT" stage 2). class_dropout replaces
+    the positions masked by the cosine schedule (the "+MaskGIT" renderer). class_dropout replaces
     the class by the NULL class with that probability in training, for classifier-free guidance.
     """
 
@@ -437,9 +437,9 @@ def finish_stage(
     **extra: Any,
 ) -> dict[str, Any]:
     """Write the model file (config, weights, params, train config, ``summary`` as its metrics,
-    ``extra``) and the metrics JSON (``summary`` + ``timing``, the wall-clock figures, which no
-    model file holds), then drop the training checkpoints: the run is finished. Returns what the
-    metrics JSON holds."""
+    ``extra``) and the metrics JSON (``summary``); ``timing``, the wall-clock figures, goes to the
+    stage's timings file only. Then drop the training checkpoints: the run is finished. Returns
+    what the metrics JSON holds."""
     save_model(
         out,
         "gpt",
@@ -452,10 +452,10 @@ def finish_stage(
         metrics=summary,
         **extra,
     )
-    written = {**summary, **timing}
-    io.write_json(metrics, written)
+    io.write_json(metrics, summary)
+    record_timing(**timing)
     run.checkpoints.clean()
-    return written
+    return summary
 
 
 def build_model(section: GPTModelFields, **fixed: Any) -> GPT:

@@ -184,10 +184,8 @@ def write_claims(params: Params, m: Metrics, out: Path) -> list[Verdict]:
         "",
         scale_line(params, m),
         "",
-        # The path predates pipeline/report/claims.py; kept so the committed reports stay
-        # byte-identical until they are next regenerated on purpose.
-        "Each verdict is computed from the metrics files by `pipeline/report.py`; a claim that "
-        "does not hold here is reported as such, with the numbers.",
+        "Each verdict is computed from the metrics files by `pipeline/report/claims.py`; a claim "
+        "that does not hold here is reported as such, with the numbers.",
         "",
         "| # | claim | verdict | evidence |",
         "|---|---|---|---|",

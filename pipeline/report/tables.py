@@ -332,7 +332,7 @@ def ablation_encoder(params: Params, m: Metrics) -> Table:
     notes = [
         f"The same {params.encoder.name} encoder trained by SimCLR (discriminative) or as a masked "
         f"autoencoder (ssl.mask_ratio {params.ssl.mask_ratio}, reconstructive); each then goes "
-        "through the same K-Means -> tokens -> AR -> stage 2 (+VQGAN renderer) -> samples branch. "
+        "through the same K-Means -> tokens -> token model -> renderer (+VQGAN) -> samples branch. "
         "Acc@LP: best-layer linear probe of the AR model (Table 2 protocol); Acc@OL: the encoder's "
         "own pooled-feature k-NN top-1 on val (the paper uses a linear probe).",
     ]
@@ -377,7 +377,7 @@ def sampling_table(params: Params, m: Metrics, figdir: Path) -> Table:
     ]
     plot_sampling(s, figdir / "sampling_sweeps.png")
     notes = [
-        f"Model `{s['model']}`, stage 2 `{s['renderer']}`, {s['n_samples']} samples per "
+        f"Model `{s['model']}`, renderer `{s['renderer']}`, {s['n_samples']} samples per "
         f"setting, temperature {s['temperature']}, against the {s['reference']}; "
         f"top-k 0 / top-p 1.0 = off. Extractor `{s['extractor']}`.",
         "The paper gives Fig. 6 as plots only (no numbers); it samples with top-k 200 at "

@@ -1,4 +1,4 @@
-"""ar: DiGIT stage 1, a GPT over one token set -> models/ar_<name>.pt, metrics/ar_<name>.json.
+"""ar: DiGIT's token model (the paper's stage 1), a GPT over one token set -> models/ar_<name>.pt, metrics/ar_<name>.json.
 
 One module for every AR model of the paper's comparison: over the discriminative tokens of each K of
 the cluster ablation and over the VQ tokens, unconditional ([bos] + tokens) or class-conditional

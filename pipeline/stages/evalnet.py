@@ -4,7 +4,7 @@ FID and IS need a feature extractor trained on natural images; the paper uses to
 Inception-v3, which cannot be downloaded here and does not fit 28 px digits anyway. The embedded
 default therefore trains a small CNN classifier on the train split (labels are fine here: it is the
 judge, not the model under test) and registers it with torch-fidelity; every report names the
-extractor behind each number (DESIGN.md, "Offline evaluation is honest about itself").
+extractor behind each number, so an offline number is never taken for an Inception one.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pipeline import io
 from pipeline.checkpoints import save_model
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import cli, resolve_device, stage
+from pipeline.stage import cli, record_timing, resolve_device, stage
 
 log = logging.getLogger("digit.evalnet")
 
@@ -46,9 +46,9 @@ def run(params: Params, images: str, out: str, metrics: str) -> dict:
         "val_top1": round(accuracy(model, data.images[va], data.labels[va]), 4),
         "train_top1": round(accuracy(model, data.images[tr], data.labels[tr]), 4),
         "feat_dim": e.feat_dim,
-        "train_seconds": round(time.perf_counter() - t0, 1),
         "n_params": sum(p.numel() for p in model.parameters()),
     }
+    record_timing(train_seconds=time.perf_counter() - t0)
     save_model(out, "evalnet", asdict(model.cfg), model.cpu(), history=history, seed=params.seed)
     io.write_json(metrics, summary)
     log.info("evalnet: val top-1 %.4f", summary["val_top1"])

@@ -18,7 +18,7 @@ from pipeline import io
 from pipeline.checkpoints import load_model
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.stage import StageError, cli, record_timing, resolve_device, stage
 
 log = logging.getLogger("digit.evaluate")
 
@@ -72,7 +72,7 @@ def run(params: Params, name: str, samples: str, images: str, evalnet: str, metr
         result["cond_top1"] = conditional_accuracy(
             evalnet, gen["images"][:], gen["labels"][:], device
         )
-    result["seconds"] = round(time.perf_counter() - t0, 1)
+    record_timing(seconds=time.perf_counter() - t0)
     io.write_json(metrics, result)
     log.info(
         "%s: FID %.3f IS %.3f (%s)", name, result["fid"], result["isc_mean"], result["extractor"]

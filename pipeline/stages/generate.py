@@ -2,19 +2,19 @@
 
 The sets of the paper's Tables 3 and 4, by ``--source``:
 
-* ``sample``: an AR model of stage 1 (``--token_model``) samples N token sequences (unconditional, or
+* ``sample``: a token model (``--token_model``) samples N token sequences (unconditional, or
   class-conditional with labels cycling through the classes) with ``generate.token_model`` /
   ``generate.token_model_cond`` settings. DiGIT's discriminative tokens are then rendered to VQ tokens by
-  a stage-2 model (``--renderer``, "+VQGAN" or "+MaskGIT" by its kind, ``generate.renderer_*``
-  settings); the VQ baseline's tokens need no stage 2. The VQ decoder turns VQ tokens into pixels.
-* ``gt``: the upper bound "ground-truth DiGIT tokens + stage 2": discriminative tokens of val
+  a renderer (``--renderer``, "+VQGAN" or "+MaskGIT" by its kind, ``generate.renderer_*``
+  settings); the VQ baseline's tokens need no renderer. The VQ decoder turns VQ tokens into pixels.
+* ``gt``: the upper bound "ground-truth DiGIT tokens + renderer": discriminative tokens of val
   images (``--tokens``) rendered by ``--renderer``.
 * ``recon``: the upper bound "VQ reconstruction only": val images through the VQ autoencoder.
 
-The Zarr store holds ``images`` (N, H, W, C) uint8, ``tokens`` (N, L) (the stage-1 sequence: sampled,
+The Zarr store holds ``images`` (N, H, W, C) uint8, ``tokens`` (N, L) (the token-model sequence: sampled,
 or the ground truth), ``vq_tokens`` (N, L) (what the decoder rendered) and ``labels`` (N,) where
-there are any (class-conditional sets, and the val images' labels for the upper bounds). Stage 1 and
-stage 2 draw from separate seeded streams, so every set sampled from one stage-1 model with the
+there are any (class-conditional sets, and the val images' labels for the upper bounds). The token model and
+the renderer draw from separate seeded streams, so every set sampled from one token model with the
 same settings starts from the same token sequences whichever renderer follows. The store's
 ``info`` attribute is the metrics JSON less its wall-clock figures (``TIMING``): a re-run writes the
 same bytes.
@@ -37,12 +37,12 @@ from pipeline import io
 from pipeline.checkpoints import check_rows, load_model, load_tokens
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.stage import StageError, cli, record_timing, resolve_device, stage
 
 log = logging.getLogger("digit.generate")
 
 SOURCES = ("sample", "gt", "recon")
-TIMING = ("seconds", "tokens_per_second", "decode_seconds")  # metrics JSON only, never the store
+TIMING = ("seconds", "tokens_per_second", "decode_seconds")  # the timings file only
 
 
 def without_timing(summary: dict) -> dict:
@@ -52,6 +52,17 @@ def without_timing(summary: dict) -> dict:
         for k, v in summary.items()
         if k not in TIMING
     }
+
+
+def timing_of(summary: dict, prefix: str = "") -> dict[str, float]:
+    """The ``TIMING`` keys of ``summary``, at any depth, flat: ``token_model.seconds``, ..."""
+    found = {}
+    for k, v in summary.items():
+        if isinstance(v, dict):
+            found |= timing_of(v, f"{prefix}{k}.")
+        elif k in TIMING:
+            found[f"{prefix}{k}"] = v
+    return found
 
 
 def sample_token_model(
@@ -90,7 +101,7 @@ def sample_token_model(
 def render(
     params: Params, model: GPT, prefix: torch.Tensor, device: str
 ) -> tuple[torch.Tensor, dict]:
-    """Stage 2: (n, P) discriminative tokens -> (n, L) VQ tokens, and the settings + throughput."""
+    """The renderer: (n, P) discriminative tokens -> (n, L) VQ tokens, and the settings + throughput."""
     g = params.generate
     gen = seeded_generator(params.seed, 11, device=device)
     t0 = time.perf_counter()
@@ -226,14 +237,14 @@ def run(
         if kind == "disc":
             if s2 is None:
                 raise StageError(
-                    f"{token_model}: discriminative tokens need a stage-2 model (--renderer)"
+                    f"{token_model}: discriminative tokens need a renderer (--renderer)"
                 )
             check_vocab(token_model, ar.config.vocab_size, s2.config.prefix_vocab_size, renderer)
             vq_ids, summary["renderer"] = render(params, s2, seq, device)
             kind_of_renderer = summary["renderer"]["renderer"]
         else:
             if s2 is not None:
-                raise StageError(f"{token_model}: a model over VQ tokens takes no stage-2 model")
+                raise StageError(f"{token_model}: a model over VQ tokens takes no renderer")
             check_vocab(token_model, ar.config.vocab_size, vq_model.cfg.codebook_size, vq)
             vq_ids = seq
     elif source == "gt":
@@ -270,10 +281,12 @@ def run(
             class_names=class_names,
             info=without_timing(summary),
         )
+    record_timing(**timing_of(summary))
+    summary = without_timing(summary)
     what = {"sample": "samples", "gt": "ground-truth tokens", "recon": "VQ reconstructions"}[source]
     conditional = source == "sample" and labels is not None
     cond = ", class-conditional: row r = class r" if conditional else ""
-    via = f" -> stage 2 {kind_of_renderer}" if kind_of_renderer else ""
+    via = f" -> renderer {kind_of_renderer}" if kind_of_renderer else ""
     save_grid(pixels, figure, f"{name}: {what}{via}{cond}", g.grid)
     io.write_json(metrics, summary)
     log.info("%s: %d images -> %s", name, len(pixels), out)

@@ -2,7 +2,7 @@
 
 One forward pass of the frozen unconditional model over every image's token sequence gives the
 hidden states of every block; they are mean-pooled over positions and one linear classifier per
-layer is trained at once on the train split (SGD momentum 0.9, cosine schedule; PAPER.md). Top-1 on
+layer is trained at once on the train split (SGD momentum 0.9, cosine schedule; the paper's recipe, docs/paper.md). Top-1 on
 val per layer gives Fig. 3(b), and the best layer Table 2. Labels never touch the AR model.
 """
 

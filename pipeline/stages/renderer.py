@@ -65,7 +65,9 @@ def run(
     check_rows(disc, len(data.labels), disc_tokens)
     check_rows(vq, len(data.labels), vq_tokens)
     if disc.kind != "disc" or vq.kind != "vq":
-        raise StageError(f"stage 2 reads disc tokens -> vq tokens, got {disc.kind} -> {vq.kind}")
+        raise StageError(
+            f"the renderer reads disc tokens -> vq tokens, got {disc.kind} -> {vq.kind}"
+        )
     prefix = torch.from_numpy(disc.tokens.astype(np.int64))  # (N, P)
     target = torch.from_numpy(vq.tokens.astype(np.int64))  # (N, L)
     train_data = {"tokens": target[data.train], "prefix": prefix[data.train]}

@@ -2,7 +2,7 @@
 
 FID / IS of the main unconditional DiGIT model under a sweep of top-k (top-p off) and a sweep of
 top-p (top-k off), ``sampling.n_samples`` images per setting. Everything else is held fixed: the
-temperature of ``generate.token_model``, the "+VQGAN" stage-2 renderer with ``generate.renderer_ar``, the
+temperature of ``generate.token_model``, the "+VQGAN" renderer with ``generate.renderer_ar``, the
 VQ decoder, the extractor of ``evaluate`` and the seed, so every setting starts from the same random
 streams and only the filtering differs.
 """
@@ -20,7 +20,7 @@ from pipeline import io
 from pipeline.checkpoints import load_model
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.stage import StageError, cli, record_timing, resolve_device, stage
 from pipeline.stages.evaluate import extractor_weights, fidelity
 from pipeline.stages.generate import check_vocab, decode, render, sample_token_model
 
@@ -72,7 +72,9 @@ def run(
         result = fidelity(params, pixels, ref, evalnet)
         row |= {k: result[k] for k in KEEP if k in result}
         row["distinct_tokens"] = int(tokens.unique().numel())
-        row["seconds"] = round(time.perf_counter() - t0, 1)
+        record_timing(
+            **{f"top_k={row['top_k']},top_p={row['top_p']}.seconds": time.perf_counter() - t0}
+        )
         log.info(
             "top-k %d top-p %.2f: FID %.3f IS %.3f",
             row["top_k"],

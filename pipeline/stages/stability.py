@@ -6,7 +6,8 @@ K-Means tokens, codebook entries for VQ tokens), and the same for the pre-quanti
 Gaussian noise is added in [0, 1] pixel space at SNR = 10 log10(mean(x^2) / sigma^2) per image,
 without clipping (digit.metrics.stability), at the paper's SNRs.
 
-Kept fair (FINDINGS.md: most of the small encoder's stability comes from its noise augmentation):
+Kept fair (most of the small encoder's stability comes from its noise augmentation, which is the
+perturbation the table tests):
 beside the main encoder and VQ, the encoder trained *without* noise augmentation and a VQ trained
 *with* the same noise augmentation, and perturbations outside every augmentation set
 (salt-and-pepper, one- and two-pixel shifts).

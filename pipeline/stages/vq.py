@@ -35,7 +35,7 @@ from pipeline.resume import (
     rng_state,
     set_rng_state,
 )
-from pipeline.stage import apply_variant, cli, resolve_device, stage
+from pipeline.stage import apply_variant, cli, record_timing, resolve_device, stage
 
 log = logging.getLogger("digit.vq")
 
@@ -187,7 +187,7 @@ def run(
         params=params.model_dump(mode="json"),
         metrics=summary,
     )
-    summary["train_seconds"] = round(train_seconds, 1)  # the metrics only, not the model file
+    record_timing(train_seconds=train_seconds)  # timings only: no output that a stage reads
     io.write_json(metrics, summary)
     ck.clean()
     log.info(
