@@ -113,6 +113,7 @@ def verdicts(tmp_path: Path, **kw) -> list[str]:
 def test_claims_follow_the_numbers(tmp_path):
     v = verdicts(tmp_path, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
     assert v[0] == "supported" and v[1] == "supported" and v[2] == "supported"
+    assert v[3] == "supported"  # probe top-1 0.8 at the main K, 0.5 at the others
     assert v[4] == "supported"
     text = (tmp_path / "reports/claims.md").read_text()
     assert "**supported**" in text
