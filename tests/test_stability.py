@@ -1,10 +1,21 @@
-"""digit.metrics.stability: Table 1's perturbations and measures, pinned on hand-made tensors
-(the Gaussian noise is digit.noise: tests/test_noise.py)."""
+"""Table 1: digit.metrics.stability's perturbations and measures, pinned on hand-made tensors
+(the Gaussian noise is digit.noise: tests/test_noise.py), and the stage
+(pipeline/stages/stability.py): each perturbation's value, the same noise for every tokenizer,
+whole-set averages, and the controls."""
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
+from digit.images import uint8_to_float
 from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_change_rate
+from pipeline import params as P
+from pipeline.stages import stability as stage
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_salt_and_pepper_changes_exactly_the_fraction():
@@ -43,3 +54,173 @@ def test_mean_cosine():
     assert mean_cosine(a, b) == pytest.approx(0.5)
     assert mean_cosine(a, -a) == pytest.approx(-1.0)
     assert mean_cosine(a, a) == pytest.approx(1.0)
+
+
+# ---- the stage (pipeline/stages/stability.py) --------------------------------------------------
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waiting on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def small_params(**stability) -> P.Params:
+    p = P.load(ROOT / "params.yaml")
+    st = p.stability.model_copy(
+        update={"snr_db": [30, 20, 5], "salt_pepper": [0.05, 0.1], "shift_px": [1, 2]} | stability
+    )
+    km = p.kmeans.model_copy(update={"ks": [8], "main_k": 8, "niter": 3})
+    return p.model_copy(update={"stability": st, "kmeans": km, "device": "cpu"})
+
+
+def digits(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 28, 28, 1) uint8: a bright random blob on black, like an MNIST digit."""
+    g = np.random.default_rng(seed)
+    x = np.zeros((n, 28, 28, 1), dtype=np.uint8)
+    for i in range(n):
+        r, c = g.integers(6, 16, size=2)
+        x[i, r : r + 10, c : c + 8, 0] = g.integers(100, 256, size=(10, 8))
+    return x
+
+
+def patch_tokenizer(name: str, seed: int, seen: list | None = None) -> stage.Tokenizer:
+    """4x4 patches (+ 0.1: no zero vectors) as features (49 x 16), ids = the nearest of 8 random
+    codes; records its inputs in `seen`."""
+    table = torch.rand(8, 16, generator=torch.Generator().manual_seed(seed))
+
+    def features(x):
+        if seen is not None:
+            seen.append(x.clone())
+        return x.unfold(2, 4, 4).unfold(3, 4, 4).reshape(len(x), 49, 16).double() + 0.1
+
+    def ids(f):
+        return torch.cdist(f, table.double().expand(len(f), -1, -1)).argmin(-1)
+
+    return stage.Tokenizer(name, name, features, ids, lambda i: table[i])
+
+
+def test_each_perturbation_realizes_its_own_value():
+    """The SNR is 10 log10(mean(x^2) / sigma^2) per image of [0, 1] pixels; salt-and-pepper sets
+    its fraction of pixels; a shift moves by its own pixel count (no value leaks between the
+    closures of the list)."""
+    params = small_params()
+    perts = stage.perturbations(params)
+    assert [(k, v) for k, _, v, _ in perts] == [
+        ("gaussian", 30),
+        ("gaussian", 20),
+        ("gaussian", 5),
+        ("salt_pepper", 0.05),
+        ("salt_pepper", 0.1),
+        ("shift", 1),
+        ("shift", 2),
+    ]
+    x = uint8_to_float(torch.from_numpy(digits(64)))
+    for kind, label, value, fn in perts:
+        out = fn(x, torch.Generator().manual_seed(0), value)
+        if kind == "gaussian":
+            assert label == f"SNR {value:g} dB"
+            signal = x.double().pow(2).flatten(1).mean(1)
+            noise = (out.double() - x).pow(2).flatten(1).mean(1)
+            snr = 10 * torch.log10(signal / noise)  # per image; 784 values: ~0.2 dB scatter
+            assert snr.mean().item() == pytest.approx(value, abs=0.1), label
+            assert out.min() < 0  # not clipped
+        elif kind == "salt_pepper":
+            gray = 0.25 + 0.5 * torch.rand(4, 1, 28, 28)  # no pixel already at 0 or 1
+            out = fn(gray, torch.Generator().manual_seed(0), value)
+            changed = (out != gray).flatten(1).sum(1)
+            assert changed.tolist() == [round(value * 784)] * 4, label
+        else:
+            assert torch.equal(out, shift(x, (0, value))), label
+
+
+def test_every_tokenizer_sees_the_same_noise():
+    """Two tokenizers measured one after the other get bit-identical perturbed images, and a
+    tokenizer's numbers do not depend on what was measured before it."""
+    params = small_params()
+    perts = stage.perturbations(params)
+    pixels = digits(10)
+    seen_a, seen_b = [], []
+    a = stage.measure(patch_tokenizer("a", 0, seen_a), pixels, perts, 3, 4, "cpu")
+    stage.measure(patch_tokenizer("b", 1, seen_b), pixels, perts, 3, 4, "cpu")
+    assert len(seen_a) == len(seen_b) == 3 * (1 + len(perts))  # 3 batches: clean + each pert
+    for xa, xb in zip(seen_a, seen_b, strict=True):
+        assert torch.equal(xa, xb)
+    assert stage.measure(patch_tokenizer("a", 0), pixels, perts, 3, 4, "cpu") == a
+    # another seed draws other noise
+    other = stage.measure(patch_tokenizer("a", 0), pixels, perts, 4, 4, "cpu")
+    assert other["cos_features"][:3] != a["cos_features"][:3]
+
+
+def test_measure_is_the_whole_set_average():
+    """Batches of unequal size (10 images by 4) are weighted by their size: the numbers equal
+    the measures computed on all images at once (a plain mean of the batch means would not)."""
+    pixels = digits(10)
+    keep = ("none", "x", 0.0, lambda x, g, v: x)
+    dim = ("dim", "0.3 x", 0.3, lambda x, g, v: v * x)  # changes some tokens of each image
+    tok = patch_tokenizer("a", 0)
+    out = stage.measure(tok, pixels, [keep, dim], 0, 4, "cpu")
+    assert (out["token_change"][0], out["cos_quantized"][0], out["cos_features"][0]) == (0, 1, 1)
+    x = uint8_to_float(torch.from_numpy(pixels))
+    f, fp = tok.features(x), tok.features(0.3 * x)
+    ids, idp = tok.ids(f), tok.ids(fp)
+    whole = token_change_rate(ids, idp)
+    assert out["token_change"][1] == pytest.approx(whole, abs=1e-4)
+    per_batch = [token_change_rate(ids[i : i + 4], idp[i : i + 4]) for i in (0, 4, 8)]
+    assert abs(sum(per_batch) / 3 - whole) > 1e-3  # the weighting matters on this data
+    q = mean_cosine(tok.quantized(ids), tok.quantized(idp))
+    assert out["cos_quantized"][1] == pytest.approx(q, abs=1e-4)
+    assert out["cos_features"][1] == pytest.approx(mean_cosine(f, fp), abs=1e-4)
+
+
+def test_stage_controls(tmp_path, monkeypatch):
+    """The stage with and without its controls, on tiny random models: the controls add the
+    rows `disc_nonoise` and `vq_noise` without changing the main ones; a control given the main
+    model's own file reproduces the main row exactly (the same noise draws for every tokenizer;
+    the no-noise encoder's centroids are K-Means on its own train-split features, as the
+    kmeans stage fits the main ones)."""
+    from digit.encoders import build_encoder
+    from digit.vq import VQVAE, VQConfig
+    from pipeline.images import Images
+
+    params = small_params(max_images=12)
+    data = digits(52, seed=1)
+    is_val = np.zeros(52, dtype=bool)
+    is_val[40:] = True
+    images = Images(data, np.arange(52) % 10, is_val, [str(i) for i in range(10)])
+    torch.manual_seed(0)
+    encoder = build_encoder("cnn_small", in_channels=1, input_size=28, width=8).eval()
+    vq = VQVAE(VQConfig(hidden=16, code_dim=8, codebook_size=16, n_res_blocks=0)).eval()
+    centroids = tmp_path / "k8.npy"
+    np.save(centroids, stage.fit_centroids(params, encoder, data[~is_val], 8, "cpu"))
+    monkeypatch.setattr(stage, "load_images", lambda path: images)
+    monkeypatch.setattr(stage, "load_encoder", lambda path, device: encoder)
+    monkeypatch.setattr(stage, "load_model", lambda path, kind, build, device: (vq, {}))
+
+    def run(**controls):
+        return stage.run(
+            params, "i", "e", str(centroids), "v", str(tmp_path / "m.json"), **controls
+        )
+
+    main = run()
+    assert list(main["tokenizers"]) == ["disc", "vq"]
+    both = run(encoder_nonoise="e0", vq_noise="v0")
+    assert list(both["tokenizers"]) == ["disc", "disc_nonoise", "vq", "vq_noise"]
+    assert json.loads((tmp_path / "m.json").read_text()) == both
+    t = both["tokenizers"]
+    for name in ("disc", "vq"):
+        assert t[name] == main["tokenizers"][name]
+    strip = {"describe": None}
+    assert t["disc_nonoise"] | strip == t["disc"] | strip
+    assert t["vq_noise"] | strip == t["vq"] | strip
+    assert "without noise augmentation" in t["disc_nonoise"]["describe"]
+    assert "with the same noise augmentation" in t["vq_noise"]["describe"]
+    perts = both["perturbations"]
+    assert [p["kind"] for p in perts] == ["gaussian"] * 3 + ["salt_pepper"] * 2 + ["shift"] * 2
+    # the measures respond to the perturbation: more noise, more tokens change
+    change = t["disc"]["token_change"]
+    assert change[0] <= change[1] <= change[2] and change[2] > 0
+    assert "12 val images" in both["protocol"]
