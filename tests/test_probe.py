@@ -1,10 +1,20 @@
-"""digit.metrics.probe: one linear classifier per layer, trained at once on frozen features."""
+"""digit.metrics.probe: one linear classifier per layer, trained at once on frozen features; the
+probe stage's pooling and its pairing of features with labels."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from digit.gpt import build_gpt
 from digit.metrics.probe import train_linear_probes
+from pipeline import params as P
+from pipeline.images import Images
+from pipeline.stages import probe as stage
+from pipeline.stages.probe import pooled_hidden_states
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,3 +77,76 @@ def test_shape_errors():
         train_linear_probes(x[0], y, x, y, n_classes=2, epochs=1, lr=0.1)
     with pytest.raises(ValueError, match="does not match"):
         train_linear_probes(x, y, x[:1], y, n_classes=2, epochs=1, lr=0.1)
+
+
+# ---- the stage (pipeline/stages/probe.py): pooling, and features matched to their labels -------
+
+
+class StubGPT:
+    """hidden_states like digit.gpt.GPT's (n_layer x (B, 1 + L, D), position 0 the start token):
+    block j's state at a position is (j + 1) * the token id there (0 at the start), in all D dims."""
+
+    n_layer, dim = 3, 5
+
+    def hidden_states(self, idx):
+        x = torch.cat([torch.zeros(len(idx), 1), idx.double()], 1)  # (B, 1 + L)
+        return [(j + 1) * x[..., None].expand(-1, -1, self.dim) for j in range(self.n_layer)]
+
+
+def test_pooling_is_the_mean_over_every_position_of_every_block():
+    tokens = np.random.default_rng(0).integers(0, 9, size=(7, 6)).astype(np.uint16)
+    feats = pooled_hidden_states(StubGPT(), tokens, batch=3, device="cpu")  # batches 3, 3, 1
+    assert feats.shape == (3, 7, 5) and feats.dtype == torch.float32
+    mean = torch.from_numpy(tokens.astype(np.float64)).sum(1) / 7  # start token + 6 positions
+    for j in range(3):
+        assert torch.allclose(feats[j], ((j + 1) * mean).float()[:, None].expand(-1, 5))
+    assert torch.equal(pooled_hidden_states(StubGPT(), tokens, batch=100, device="cpu"), feats)
+
+
+def test_pooling_a_real_gpt_is_per_row():
+    """A real GPT: one row's features do not depend on its batch or on the other rows."""
+    torch.manual_seed(0)
+    model = build_gpt("tiny", vocab_size=16, block_size=8).eval()
+    tokens = np.random.default_rng(1).integers(0, 16, size=(10, 8))
+    feats = pooled_hidden_states(model, tokens, batch=4, device="cpu")
+    assert feats.shape == (2, 10, 64)
+    perm = np.random.default_rng(2).permutation(10)
+    again = pooled_hidden_states(model, tokens[perm], batch=10, device="cpu")
+    assert torch.allclose(again, feats[:, perm], atol=1e-5)
+
+
+def test_stage_pairs_each_row_with_its_label(tmp_path, monkeypatch):
+    """Tokens that carry the class (class c draws from ids 4c..4c+3), val rows interleaved with
+    train rows: the probe of a random tiny GPT's pooled states is perfect (measured 1.0 at both
+    blocks), and at chance (measured 0.33) once the labels no longer belong to their rows."""
+    params = P.load(ROOT / "params.yaml")
+    params = params.model_copy(
+        update={
+            "device": "cpu",
+            "probe": params.probe.model_copy(update={"epochs": 20, "lr": 0.1, "batch_size": 32}),
+        }
+    )
+    n = 240
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 3
+    tokens = (labels[:, None] * 4 + rng.integers(0, 4, size=(n, 8))).astype(np.uint16)
+    is_val = np.arange(n) % 4 == 1
+    torch.manual_seed(0)
+    model = build_gpt("tiny", vocab_size=12, block_size=8).eval()
+    ckpt = {"extra": {"metrics": {"val_loss": 1.5}}}
+    monkeypatch.setattr(stage, "load_model", lambda path, kind, build, device: (model, ckpt))
+    monkeypatch.setattr(stage, "load_tokens", lambda path: type("T", (), {"tokens": tokens}))
+
+    def probe(labels):
+        images = Images(np.empty((0,)), labels, is_val, ["a", "b", "c"])
+        monkeypatch.setattr(stage, "load_images", lambda path, with_pixels: images)
+        return stage.run(params, "k12", "m", "t", "i", str(tmp_path / "probe.json"))
+
+    out = probe(labels)
+    assert out["n_layers"] == 2 and len(out["top1_per_layer"]) == 2
+    assert out["best_top1"] > 0.9
+    assert out["best_top1"] == max(out["top1_per_layer"])
+    assert out["best_layer"] == 1 + out["top1_per_layer"].index(out["best_top1"])  # 1-based
+    assert "60 val images" in out["protocol"] and out["val_loss"] == 1.5
+    shuffled = probe(rng.permutation(labels))
+    assert shuffled["best_top1"] < 0.6  # chance is 1/3
