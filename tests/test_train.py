@@ -10,6 +10,7 @@ import torch
 from digit.generate import generate, maskgit_generate
 from digit.gpt import build_gpt
 from pipeline.resume import Checkpoints
+from pipeline.stages.renderer import derangement
 from pipeline.train import Interrupt, Objective, TrainConfig, evaluate, train
 
 
@@ -123,6 +124,18 @@ def test_stale_checkpoint_is_ignored(tmp_path):
     assert not tmp_path.exists()
 
 
+@pytest.mark.parametrize("n", [2, 3, 10, 80])
+def test_shuffled_prefixes_are_a_derangement(n):
+    """Every val row gets another row's prefix (no fixed point), each prefix is used once, and the
+    draw is fixed by the seed."""
+    other = derangement(n, 0)
+    assert sorted(other.tolist()) == list(range(n))
+    assert (other != torch.arange(n)).all()
+    assert torch.equal(derangement(n, 0), other)
+    if n > 3:
+        assert not torch.equal(derangement(n, 1), other)
+
+
 def mapping_data(n: int, seed: int):
     """Stage-2 toy: VQ tokens are a position-wise function of the discriminative prefix."""
     g = torch.Generator().manual_seed(seed)
@@ -146,7 +159,9 @@ def test_stage2_uses_its_prefix(renderer):
     cfg = TrainConfig(steps=60, batch_size=32, lr=1e-2, warmup_steps=10, seed=0)
     train(model, objective, tr, va, cfg, progress=False)
     val = evaluate(model, objective, va, 64, 0)
-    shuffled = evaluate(model, objective, {**va, "prefix": va["prefix"].roll(1, 0)}, 64, 0)
+    # the renderer stage's val_loss_shuffled_prefix: each row gets another row's prefix
+    other = derangement(len(va["prefix"]), 0)
+    shuffled = evaluate(model, objective, {**va, "prefix": va["prefix"][other]}, 64, 0)
     assert val < 0.5 * math.log(8) < shuffled  # the right prefix explains the tokens
 
     # Sampling: two different prefixes give two different output distributions, each

@@ -160,13 +160,9 @@ def reconstruct(vq: VQVAE, images: np.ndarray, batch_size: int, device: str) -> 
     return torch.cat(out)
 
 
-def save_grid(images: np.ndarray, path: str, title: str, grid: int) -> None:
-    """The first grid x grid images tiled with 1 px gaps (blank cells if fewer), as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def tile(images: np.ndarray, grid: int) -> np.ndarray:
+    """(n, H, W, C) uint8 -> (grid (H + 1) + 1, grid (W + 1) + 1, C): the first grid x grid images
+    in row-major order with 1 px gray (128) gaps and margins; blank gray cells if fewer."""
     n, h, w, c = images.shape
     canvas = np.full((grid * (h + 1) + 1, grid * (w + 1) + 1, c), 128, dtype=np.uint8)
     for i in range(min(n, grid * grid)):
@@ -174,6 +170,18 @@ def save_grid(images: np.ndarray, path: str, title: str, grid: int) -> None:
         canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = (
             images[i]
         )
+    return canvas
+
+
+def save_grid(images: np.ndarray, path: str, title: str, grid: int) -> None:
+    """The first grid x grid images tiled (``tile``) under a title, as a 600 x 640 px PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = images.shape[-1]
+    canvas = tile(images, grid)
     fig, ax = plt.subplots(figsize=(6, 6.4))
     ax.imshow(
         canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=255

@@ -45,6 +45,16 @@ log = logging.getLogger("digit.renderer")
 RENDERERS = ("ar", "maskgit")
 
 
+def derangement(n: int, seed: int) -> torch.Tensor:
+    """A seeded permutation of range(n) with no fixed point for n >= 2, one cycle through a random
+    order: row order[i] takes row order[i - 1]. Indexing val rows' prefixes with it gives every
+    row another image's prefix (``val_loss_shuffled_prefix``)."""
+    order = torch.randperm(n, generator=seeded_generator(seed, 4))
+    other = torch.empty_like(order)
+    other[order] = order.roll(1)
+    return other
+
+
 def run(
     params: Params,
     renderer: str,
@@ -110,9 +120,7 @@ def run(
     if not done.is_main:
         return {}  # rank 0 writes the model and metrics
     # The same val rows with each prefix taken from another image (a fixed derangement).
-    order = torch.randperm(len(data.val), generator=seeded_generator(params.seed, 4))
-    other = torch.empty_like(order)
-    other[order] = order.roll(1)  # row order[i] takes the prefix of row order[i - 1]
+    other = derangement(len(data.val), params.seed)
     shuffled = {"tokens": val_data["tokens"], "prefix": val_data["prefix"][other]}
     val_shuffled = evaluate(model, objective, shuffled, done.cfg.eval_batch_size, params.seed)
     last = done.history[-1]
