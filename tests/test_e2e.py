@@ -4,11 +4,14 @@ tested on the same run through the flow (tests/test_flow.py), which asks `dvc st
 stale: one re-run of the branch instead of two."""
 
 import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+import zarr
 from conftest import dvc
 
 
@@ -21,7 +24,14 @@ def smoke(smoke_run) -> Path:
     return smoke_run
 
 
+def metrics(smoke: Path, name: str) -> dict:
+    return json.loads((smoke / f"metrics/{name}.json").read_text())
+
+
 def test_smoke_runs_every_stage(smoke):
+    """Every stage ran, and the label-dependent numbers are far above chance (10 classes, 80 val
+    images): features, tokens and labels stay matched row for row. At this scale (1 SSL epoch)
+    the trained encoder does not reliably beat the random one, so that is not asserted here."""
     out = (smoke / "first_run.log").read_text()
     stages = set(dvc(smoke, "stage", "list", "--name-only").split())
     assert ran_stages(out) == stages
@@ -29,33 +39,47 @@ def test_smoke_runs_every_stage(smoke):
     for k in params["kmeans"]["ks"]:
         assert (smoke / f"centroids/k{k}.npy").exists()
         assert (smoke / f"tokens/disc_k{k}.zarr").is_dir()
-        tokens = json.loads((smoke / f"metrics/tokens_k{k}.json").read_text())
-        assert 0 <= tokens["trained"]["token_probe_top1"] <= 1
-    enc = json.loads((smoke / "metrics/encoder.json").read_text())
+        tokens = metrics(smoke, f"tokens_k{k}")
+        for enc in ("trained", "random"):
+            t = tokens[enc]
+            assert t["token_probe_top1"] > 0.3, (k, enc)  # chance 0.1; measured 0.57-0.73
+            # exp(entropy) of the code distribution is at most the number of codes used
+            assert 1 <= t["perplexity"] <= t["codes_used"] + 1e-9 and t["codes_used"] <= k, (k, enc)
+    enc = metrics(smoke, "encoder")
     assert set(enc["knn_top1"]) == {"pixels", "random", "trained"}
+    assert enc["knn_top1"]["pixels"] > 0.5  # pixel k-NN on MNIST: measured 0.875
 
 
 def test_smoke_generative_outputs(smoke):
-    import numpy as np
-    import zarr
-
     params = yaml.safe_load((smoke / "params.yaml").read_text())
     ks, main = params["kmeans"]["ks"], params["kmeans"]["main_k"]
     n = params["generate"]["n_samples"]
-    vq = json.loads((smoke / "metrics/vq.json").read_text())
-    assert vq["grid"] == 7 and 0 < vq["val"]["mse"] < 1
+    data = zarr.open_group(str(smoke / "data/images.zarr"), mode="r")
+    val = data["images"][:][data["is_val"][:]].astype(np.float64) / 255
+    vq = metrics(smoke, "vq")
+    assert vq["grid"] == 7
+    # the VQ reconstructs better than an all-black image (measured MSE 0.069 vs 0.111)
+    assert vq["val"]["mse"] < (val**2).mean()
+    assert vq["val"]["psnr"] == pytest.approx(-10 * math.log10(vq["val"]["mse"]), abs=1e-3)
     vq_tokens = zarr.open_group(str(smoke / "tokens/vq.zarr"), mode="r")["tokens"]
     disc = zarr.open_group(str(smoke / f"tokens/disc_k{main}.zarr"), mode="r")["tokens"]
     assert vq_tokens.shape == disc.shape  # the same token grid for both AR models
     models = [f"k{k}" for k in ks] + [f"k{main}_cond", "vq", "vq_cond"]
     for m in models:
-        ar = json.loads((smoke / f"metrics/ar_{m}.json").read_text())
-        assert 0 < ar["val_bits_per_token"] < 1.5 * ar["uniform_bits_per_token"], m
+        ar = metrics(smoke, f"ar_{m}")
+        # context helps: below the unigram model of the same tokens (measured by 0.7-1.8 bits)
+        assert ar["val_bits_per_token"] < ar["unigram_bits_per_token"], m
+        assert ar["val_bits_per_token"] == pytest.approx(ar["val_loss"] / math.log(2), abs=1e-3)
         assert (smoke / f"models/ar_{m}.pt").exists()
         assert (smoke / f"dvclive/ar_{m}/plots/metrics/train/loss.tsv").exists()
+    # The renderers: after 12 steps the true prefix does not reliably beat a shuffled one
+    # (measured gaps of -0.001 to 0.008 nats), so that relation is tested on a renderer trained
+    # longer (tests/test_train.py::test_stage2_uses_its_prefix, with the stage's derangement).
     for r in [f"k{k}_ar" for k in ks] + [f"k{main}_maskgit"]:
-        s2 = json.loads((smoke / f"metrics/renderer_{r}.json").read_text())
-        assert s2["val_loss"] > 0 and s2["val_loss_shuffled_prefix"] > 0
+        s2 = metrics(smoke, f"renderer_{r}")
+        uniform = math.log(s2["vq_vocab"])  # nats of a uniform guess: measured 1.0-1.7 below
+        assert s2["val_loss"] < uniform and s2["val_loss_shuffled_prefix"] < uniform, r
+        assert s2["val_bits_per_token"] == pytest.approx(s2["val_loss"] / math.log(2), abs=1e-3)
     sets = [f"digit_k{k}_ar" for k in ks] + [f"digit_k{main}_maskgit", f"digit_k{main}_cond_ar"]
     sets += ["vq", "vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]
     for name in sets:
@@ -66,12 +90,60 @@ def test_smoke_generative_outputs(smoke):
         assert len(images) == n or name.startswith(("gt_", "vq_recon")), name
         if "cond" in name or name.startswith(("gt_", "vq_recon")):
             assert g["labels"].shape == (len(images),), name
-        assert (smoke / f"reports/figures/samples_{name}.png").stat().st_size > 1000, name
+        if "cond" in name:  # row r of the figure is class r
+            n_classes = metrics(smoke, "prepare")["n_classes"]
+            expected = (np.arange(len(images)) // params["generate"]["grid"]) % n_classes
+            assert np.array_equal(g["labels"][:], expected), name
+        figure_shows(
+            smoke / f"reports/figures/samples_{name}.png", images, params["generate"]["grid"]
+        )
     # One stage-1 model, one seed: both renderers start from the same sampled disc tokens.
     a = zarr.open_group(str(smoke / f"samples/digit_k{main}_ar.zarr"), mode="r")["tokens"][:]
     b = zarr.open_group(str(smoke / f"samples/digit_k{main}_maskgit.zarr"), mode="r")["tokens"][:]
     assert np.array_equal(a, b)
     assert not (smoke / "checkpoints").exists() or not any((smoke / "checkpoints").iterdir())
+
+
+def test_smoke_stability_and_sampling(smoke):
+    """Relations that hold at any scale: more noise changes more tokens, for every tokenizer and
+    control; every sampling setting gives other samples, hence another FID."""
+    st = metrics(smoke, "stability")
+    assert set(st["tokenizers"]) == {"disc", "disc_nonoise", "vq", "vq_noise"}
+    snr = {p["value"]: i for i, p in enumerate(st["perturbations"]) if p["kind"] == "gaussian"}
+    low, high = snr[min(snr)], snr[max(snr)]  # SNR 5 vs 20 dB
+    for name, t in st["tokenizers"].items():
+        assert t["token_change"][low] > t["token_change"][high], name  # measured by 0.09-0.14
+        assert t["cos_quantized"][low] < t["cos_quantized"][high], name
+    rows = metrics(smoke, "sampling")["rows"]
+    settings = {(r["top_k"], r["top_p"]) for r in rows}
+    assert len({r["fid"] for r in rows}) == len(settings) == len(rows)
+
+
+def figure_shows(png: Path, images: np.ndarray, grid: int) -> None:
+    """The sample grid PNG (600 x 640 px: 6 x 6.4 in at 100 dpi) shows the set's first grid x grid
+    images in row-major order: the mean brightness of each cell's centre, read from the PNG,
+    follows that of the images (correlation measured 0.998-1.0; about 0 for another set)."""
+    from PIL import Image
+
+    fig = Image.open(png)
+    assert fig.size == (600, 640), png
+    px = np.asarray(fig.convert("L"), dtype=np.float64)
+    ink = px < 250  # the canvas: not the white figure background
+    rows = np.flatnonzero(ink.mean(1) > 0.9)
+    cols = np.flatnonzero(ink[rows[0] : rows[-1] + 1].mean(0) > 0.9)
+    canvas = px[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    _, h, w, _ = images.shape
+    sy, sx = canvas.shape[0] / (grid * (h + 1) + 1), canvas.shape[1] / (grid * (w + 1) + 1)
+    assert sy == pytest.approx(sx, rel=0.02), png  # square cells: the canvas is not distorted
+    shown, want = [], []
+    for i in range(min(len(images), grid * grid)):
+        r, c = divmod(i, grid)
+        y, x = 1 + r * (h + 1), 1 + c * (w + 1)  # the cell's corner on the tiled canvas
+        cy = slice(round((y + 0.25 * h) * sy), round((y + 0.75 * h) * sy))
+        cx = slice(round((x + 0.25 * w) * sx), round((x + 0.75 * w) * sx))
+        shown.append(canvas[cy, cx].mean())
+        want.append(images[i, h // 4 : h - h // 4, w // 4 : w - w // 4].mean())
+    assert np.corrcoef(shown, want)[0, 1] > 0.95, png
 
 
 def test_second_repro_is_a_noop(smoke):
