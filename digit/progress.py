@@ -134,9 +134,12 @@ class LogProgress:
         elapsed = now - self.t0
         if elapsed > 0 and self.n > self.start_n:
             rate = (self.n - self.start_n) / elapsed
-            parts.append(
-                f"{rate:.3g} {self.unit}/s" if rate >= 1 else f"{1 / rate:.3g} s/{self.unit}"
-            )
+            if rate >= 100:
+                parts.append(f"{rate:.0f} {self.unit}/s")
+            elif rate >= 1:
+                parts.append(f"{rate:.3g} {self.unit}/s")
+            else:
+                parts.append(f"{1 / rate:.3g} s/{self.unit}")
         return f"{self.desc}: " + ", ".join(parts) if self.desc else ", ".join(parts)
 
     def close(self) -> None:
