@@ -51,6 +51,17 @@ def test_action_decides(tmp_path):
     assert interpreter_action(["tqdm"], venv, str(venv), False)[0] == "error"
 
 
+def test_the_venv_of_a_folder_above_counts(tmp_path):
+    """`dvc exp run --queue` runs stages in .dvc/tmp/exps/<id>/ inside the project."""
+    from pipeline.stages import project_python
+
+    (tmp_path / ".venv/bin").mkdir(parents=True)
+    (tmp_path / ".venv/bin/python").write_text("")
+    inner = tmp_path / ".dvc/tmp/exps/run/abc"
+    inner.mkdir(parents=True)
+    assert project_python(inner) == tmp_path / ".venv/bin/python"
+
+
 def test_stage_without_venv_stops_with_one_line(tmp_path):
     project = copy_project(tmp_path / "p", preset=None)
     proc = run_stage(bare_python(tmp_path), project)

@@ -5,8 +5,9 @@ Importing this package runs two checks first, before any stage module loads:
 - The interpreter: dvc.yaml says ``python``, which is whatever ``python`` the shell that runs
   ``dvc repro`` finds first, e.g. the system's when ``.venv/bin/dvc repro`` runs from a shell
   without the venv activated. When this interpreter lacks the project's packages and the project
-  has ``.venv/bin/python``, the stage re-executes itself with that one (same arguments); with no
-  venv there, it stops at once with one ``error:`` line saying what to run.
+  (or a folder above it: ``dvc exp run --queue`` runs in ``.dvc/tmp/exps/...``) has
+  ``.venv/bin/python``, the stage re-executes itself with that one (same arguments); with no venv
+  there, it stops at once with one ``error:`` line saying what to run.
 - The warm launcher (pipeline/warm.py): run the stage in the warm stage server when one listens.
 """
 
@@ -24,6 +25,14 @@ REQUIRED = ("numpy", "torch", "pydantic", "yaml", "tqdm", "zarr")
 # Set on the re-executed process: a venv that lacks the packages too must not loop.
 REEXEC_VAR = "DIGIT_REEXEC"
 PROJECT = Path(__file__).resolve().parents[2]
+
+
+def project_python(start: Path = PROJECT) -> Path:
+    """The nearest ``.venv/bin/python`` at or above ``start`` (else ``start``'s, missing)."""
+    for folder in (start, *start.parents):
+        if (folder / ".venv" / "bin" / "python").is_file():
+            return folder / ".venv" / "bin" / "python"
+    return start / ".venv" / "bin" / "python"
 
 
 def missing_packages(names: tuple[str, ...] = REQUIRED) -> list[str]:
@@ -58,7 +67,7 @@ def ensure_interpreter() -> None:
         return
     action, what = interpreter_action(
         missing_packages(),
-        PROJECT / ".venv" / "bin" / "python",
+        project_python(),
         sys.executable,
         os.environ.get(REEXEC_VAR) == "1",
     )
