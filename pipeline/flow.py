@@ -53,6 +53,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from pipeline import sets
 from pipeline.params import ParamsError, load
 from pipeline.warm import THREAD_VARS
 
@@ -400,8 +401,6 @@ def run_summary(root: Path, status: str) -> str:
     ):
         lines += ["", f"## {title}", "", _section(reports / f"{name}.md")]
     try:
-        from pipeline import sets
-
         main_k = load(root / "params.yaml").kmeans.main_k
         grid = reports / "figures" / f"samples_{sets.digit_set(main_k)}.png"
     except ParamsError:
