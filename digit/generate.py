@@ -17,9 +17,9 @@ import math
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from digit.gpt import GPT
+from digit.progress import progress as progress_bar
 
 
 def top_k_top_p_filtering(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -123,7 +123,7 @@ def generate(
         rows = min(batch_size, n) * (2 if guided else 1)
         model.setup_cache(rows, dtype=model.wpe.dtype, device=device)
     out = []
-    bar = tqdm(total=n, desc="sampling", unit="sample", disable=not progress)
+    bar = progress_bar(total=n, desc="sampling", unit="sample", disable=not progress)
     try:
         for s in range(0, n, batch_size):
             b = min(batch_size, n - s)
@@ -223,7 +223,7 @@ def maskgit_generate(
     was_training = model.training
     model.eval()
     out = []
-    bar = tqdm(total=n, desc="maskgit", unit="sample", disable=not progress)
+    bar = progress_bar(total=n, desc="maskgit", unit="sample", disable=not progress)
     try:
         for s in range(0, n, batch_size):
             b = min(batch_size, n - s)

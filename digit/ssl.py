@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from digit.encoders import FrozenEncoder
 from digit.noise import add_gaussian_noise_snr
+from digit.progress import progress as progress_bar
 from digit.schedule import lr_at
 
 
@@ -138,7 +138,7 @@ def _fit(
     total = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     history, step = [], 0
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, mininterval=1.0)
+    bar = progress_bar(total=total, desc=desc, unit="step", disable=not progress)
     for epoch in range(cfg.epochs):
         order = torch.randperm(n, generator=g)
         losses = []

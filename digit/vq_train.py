@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from digit.images import uint8_to_float
 from digit.noise import add_gaussian_noise_snr
+from digit.progress import progress as progress_bar
 from digit.schedule import lr_at
 from digit.seeding import seeded_generator
 from digit.vq import VQVAE, _check, _code_stats
@@ -141,7 +141,9 @@ def train_vq(
     perm, perm_epoch = None, -1
     window: dict[str, float] = {k: 0.0 for k in ("loss", "mse", "usage", "perplexity")}
     window_n, window_restarts = 0, 0.0
-    bar = tqdm(total=total, initial=start, disable=not progress, desc="vq", leave=False)
+    bar = progress_bar(
+        total=total, initial=start, disable=not progress, desc="vq", unit="step", leave=False
+    )
     for step in range(start, total):
         epoch, i = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:

@@ -42,12 +42,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from pipeline import sets
 from pipeline.params import ParamsError, load
 from pipeline.warm import THREAD_VARS
 
@@ -72,6 +78,7 @@ class StagePlan:
     stale: bool  # out of date per `dvc status`, or downstream of such a stage
     threads: int  # OMP/MKL threads for the stage's process
     weight: int  # number of downstream stages: the longer chain starts first
+    outputs: tuple[str, ...] = ()  # its outs, repo-relative: its results go to its task's artifacts
 
 
 def cores() -> int:
@@ -132,6 +139,7 @@ def plan(root: Path, max_parallel: int, n_cores: int | None = None) -> list[Stag
                 stale=s in stale,
                 threads=max(1, n_cores // width),
                 weight=len(nx.ancestors(graph, s)),
+                outputs=tuple(o.def_path for o in s.outs),
             )
         )
     return plans
@@ -157,11 +165,28 @@ def _failure_line(name: str, rc: int, tail: collections.deque[str]) -> str:
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def run_stage(name: str, root: str, stale: bool, threads: int) -> State | str:
-    """Reproduce one DVC stage with its output streamed into this task's log."""
-    logger = get_run_logger()
+def run_stage(
+    name: str, root: str, stale: bool, threads: int, outputs: tuple[str, ...] = ()
+) -> State | str:
+    """Reproduce one DVC stage with its output streamed into this task's log; its results (metrics
+    JSON, reports, figures among ``outputs``) become artifacts of this task run."""
     if not stale:
+        publish_outputs(Path(root), outputs)
         return Completed(name="Skipped", message="up to date (dvc status)", data="up to date")
+    outcome = _repro(name, root, threads)
+    publish_outputs(Path(root), outputs)
+    if outcome == "up to date":
+        return Completed(name="Skipped", message="up to date once upstream re-ran", data=outcome)
+    if outcome == "restored":
+        return Completed(
+            name="Cached", message="outputs restored from DVC's run cache", data=outcome
+        )
+    return outcome
+
+
+def _repro(name: str, root: str, threads: int) -> str:
+    """``dvc repro --single-item name``: "ran", "up to date" or "restored"; FlowError if it fails."""
+    logger = get_run_logger()
     cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", name]
     logger.info("dvc repro --single-item %s  (%s threads)", name, threads)
     outcome = "ran"
@@ -197,12 +222,6 @@ def run_stage(name: str, root: str, stale: bool, threads: int) -> State | str:
             proc.wait()
     if rc:
         raise FlowError(_failure_line(name, rc, tail))
-    if outcome == "up to date":
-        return Completed(name="Skipped", message="up to date once upstream re-ran", data=outcome)
-    if outcome == "restored":
-        return Completed(
-            name="Cached", message="outputs restored from DVC's run cache", data=outcome
-        )
     return outcome
 
 
@@ -232,6 +251,7 @@ def dvc_flow(root: str = ".") -> dict[str, str]:
         cfg.max_parallel,
         cores(),
     )
+    board = RunBoard(root_path, plans)  # the run's own artifacts, first in the UI
     stage_task = run_stage.with_options(retries=cfg.retries, retry_delay_seconds=cfg.retry_delay_s)
     futures: dict[str, PrefectFuture] = {}
     states: dict[str, State] = {}
@@ -256,12 +276,14 @@ def dvc_flow(root: str = ".") -> dict[str, str]:
                 str(root_path),
                 p.stale,
                 p.threads,
+                p.outputs,
                 wait_for=[states[u] for u in p.upstream],
             )
             started[p.name] = time.perf_counter()
             pending.remove(p)
             if runs:
                 busy.add(p.name)
+                board.update(p.name, "running")
         running = [f for n, f in futures.items() if n not in states]
         if not running:
             if pending:  # cannot happen with a DAG; guards against a silent hang
@@ -273,8 +295,11 @@ def dvc_flow(root: str = ".") -> dict[str, str]:
         states[name] = done.state
         durations[name] = time.perf_counter() - started[name]
         busy.discard(name)
+        board.update(name, _describe(states[name]), durations[name])
     outcome = {p.name: _describe(states[p.name]) for p in plans}
-    publish_artifacts(root_path, outcome, durations)
+    for name, result in outcome.items():  # stages never submitted (upstream failed): not run
+        if board.status[name] != result:
+            board.update(name, result, durations.get(name))
     failed = [n for n, o in outcome.items() if o == "failed"]
     if failed:
         not_run = [n for n, o in outcome.items() if o == "not run"]
@@ -300,35 +325,157 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix, value if isinstance(value, int | float | str | bool) else json.dumps(value)
 
 
-def publish_artifacts(root: Path, outcome: dict[str, str], durations: dict[str, float]) -> None:
-    """Stage results, reports/*.md, figures and metrics/*.json as artifacts of this flow run."""
-    rows = [
-        {"stage": n, "result": o, "seconds": round(durations.get(n, 0.0), 1)}
-        for n, o in outcome.items()
-    ]
-    create_table_artifact(rows, key="dvc-stages", description="Stages of dvc.yaml in this run")
-    for md in sorted((root / "reports").glob("*.md")):
-        create_markdown_artifact(
-            md.read_text(), key=f"report-{_slug(md.stem)}", description=f"reports/{md.name}"
-        )
-    for png in sorted((root / "reports" / "figures").glob("*.png")):
-        if png.name.startswith("dashboard"):
-            continue  # screenshots of this very dashboard (README), not results
-        data = base64.b64encode(png.read_bytes()).decode()
-        create_markdown_artifact(
-            f"### {png.stem}\n\n![{png.stem}](data:image/png;base64,{data})\n",
-            key=f"figure-{_slug(png.stem)}",
-            description=f"reports/figures/{png.name}",
-        )
-    for path in sorted((root / "metrics").glob("*.json")):
-        try:
-            metrics = json.loads(path.read_text())
-        except json.JSONDecodeError:
+def _image_markdown(png: Path, title: str) -> str:
+    data = base64.b64encode(png.read_bytes()).decode()
+    return f"### {title}\n\n![{png.stem}](data:image/png;base64,{data})\n"
+
+
+def publish_outputs(root: Path, outputs: tuple[str, ...]) -> None:
+    """A stage's results as artifacts of its own task run: each metrics/*.json as a table
+    (``metrics-<stem>``), each reports/*.md as markdown (``report-<stem>``), each
+    reports/figures/*.png as an embedded image (``figure-<stem>``)."""
+    for rel in outputs:
+        path = root / rel
+        if not path.is_file():
             continue
-        table = [{"metric": k, "value": v} for k, v in _flatten(metrics)]
-        create_table_artifact(
-            table, key=f"metrics-{_slug(path.stem)}", description=f"metrics/{path.name}"
+        if rel.startswith("metrics/") and path.suffix == ".json":
+            try:
+                metrics = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                continue
+            table = [{"metric": k, "value": v} for k, v in _flatten(metrics)]
+            create_table_artifact(table, key=f"metrics-{_slug(path.stem)}", description=rel)
+        elif rel.startswith("reports/figures/") and path.suffix == ".png":
+            create_markdown_artifact(
+                _image_markdown(path, path.stem), key=f"figure-{_slug(path.stem)}", description=rel
+            )
+        elif rel.startswith("reports/") and path.suffix == ".md":
+            create_markdown_artifact(
+                path.read_text(), key=f"report-{_slug(path.stem)}", description=rel
+            )
+
+
+REPORT_STAGE = "report"
+DONE = ("ran", "up to date", "restored")
+
+
+def _section(md: Path, heading: str = "## This run") -> str:
+    """The part of a reports/*.md table under ``heading``, up to the next heading or figure."""
+    if not md.is_file():
+        return f"*{md.name}: not produced yet.*"
+    lines = md.read_text().splitlines()
+    if heading not in lines:
+        return f"*{md.name}: no {heading!r} section.*"
+    body = []
+    for line in lines[lines.index(heading) + 1 :]:
+        if line.startswith(("## ", "![")):
+            break
+        body.append(line)
+    return "\n".join(body).strip()
+
+
+def run_summary(root: Path, status: str) -> str:
+    """The run at a glance: claims, headline numbers, Tables 2 and 3, one sample grid."""
+    reports = root / "reports"
+    lines = ["# Run summary", "", status, "", "## The paper's claims, tested", ""]
+    claims = reports / "claims.md"
+    table = (
+        [ln for ln in claims.read_text().splitlines() if ln.startswith("|")]
+        if claims.is_file()
+        else []
+    )
+    lines += table or ["*reports/claims.md: not produced yet.*"]
+    lines += ["", "## Headline numbers (`dvc metrics show`)", ""]
+    try:
+        summary = json.loads((reports / "summary.json").read_text())
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [
+            f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+            for k, v in _flatten(summary)
+        ]
+    except (OSError, json.JSONDecodeError):
+        lines.append("*reports/summary.json: not produced yet.*")
+    for name, title in (
+        ("table3_unconditional", "Table 3: class-unconditional generation"),
+        ("table2_probe", "Table 2: linear probe"),
+    ):
+        lines += ["", f"## {title}", "", _section(reports / f"{name}.md")]
+    try:
+        main_k = load(root / "params.yaml").kmeans.main_k
+        grid = reports / "figures" / f"samples_{sets.digit_set(main_k)}.png"
+    except ParamsError:
+        grid = None
+    if grid is not None and grid.is_file():
+        lines += ["", _image_markdown(grid, f"Samples: DiGIT, K={main_k} (+AR renderer)")]
+    return "\n".join(lines) + "\n"
+
+
+class RunBoard:
+    """The flow run's own artifacts, created when it starts and updated as stages finish, so they
+    come first in the UI: ``dvc-progress`` (the share of stages finished), ``dvc-stages`` (a table
+    of every stage: to do / running / ran / up to date / restored / failed / not run, and seconds)
+    and ``run-summary`` (claims, headline numbers, Tables 2 and 3, a sample grid), refreshed when
+    the report stage finishes. Each stage's own results are artifacts of its task run
+    (``publish_outputs``)."""
+
+    def __init__(self, root: Path, plans: list[StagePlan]) -> None:
+        self.root = root
+        self.order = [p.name for p in plans]
+        self.status = {p.name: "to do" for p in plans}
+        self.seconds: dict[str, float] = {}
+        report_stale = any(p.name == REPORT_STAGE and p.stale for p in plans)
+        self.progress_id = create_progress_artifact(
+            0.0, key="dvc-progress", description=self._describe_progress()
         )
+        self.stages_id = create_table_artifact(
+            self._rows(), key="dvc-stages", description="Stages of dvc.yaml in this run"
+        )
+        status = (
+            "*The report stage has not finished in this run yet: these are reports/ as they were "
+            "when the run started.*"
+            if report_stale
+            else "*The report stage is up to date: reports/ as this run found them.*"
+        )
+        self.summary_id = create_markdown_artifact(
+            run_summary(root, status), key="run-summary", description="This run at a glance"
+        )
+
+    def _rows(self) -> list[dict]:
+        return [
+            {"stage": n, "result": self.status[n], "seconds": round(self.seconds.get(n, 0.0), 1)}
+            for n in self.order
+        ]
+
+    def _describe_progress(self) -> str:
+        counts = collections.Counter(self.status.values())
+        finished = sum(v for k, v in counts.items() if k not in ("to do", "running"))
+        parts = [f"{finished}/{len(self.order)} stages finished"]
+        parts += [
+            f"{counts[k]} {k}"
+            for k in ("ran", "restored", "up to date", "failed", "not run", "running", "to do")
+            if counts[k]
+        ]
+        return ", ".join(parts)
+
+    def update(self, name: str, status: str, seconds: float | None = None) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import ArtifactUpdate
+
+        self.status[name] = status
+        if seconds is not None:
+            self.seconds[name] = seconds
+        finished = sum(s not in ("to do", "running") for s in self.status.values())
+        update_progress_artifact(
+            self.progress_id, 100.0 * finished / max(1, len(self.order)), self._describe_progress()
+        )
+        with get_client(sync_client=True) as client:
+            client.update_artifact(self.stages_id, ArtifactUpdate(data=json.dumps(self._rows())))
+            if name == REPORT_STAGE and status in DONE:
+                what = "ran in this run" if status == "ran" else f"{status}"
+                md = run_summary(
+                    self.root, f"*The report stage {what}: the reports below are this run's.*"
+                )
+                client.update_artifact(self.summary_id, ArtifactUpdate(data=md))
 
 
 # ---------------------------------------------------------------------------------------------- CLI

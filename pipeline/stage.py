@@ -64,6 +64,7 @@ def setup_logging() -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are about itself
 
 
 @contextlib.contextmanager

@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from digit.generate import maskgit_mask
 from digit.gpt import GPT, build_gpt
+from digit.progress import progress as progress_bar
 from digit.schedule import SCHEDULES, lr_at
 from digit.seeding import seeded_generator
 from pipeline import ddp, io
@@ -290,13 +290,8 @@ def train(
         )
 
     perm, perm_epoch = None, -1
-    bar = tqdm(
-        total=cfg.steps,
-        initial=start,
-        desc=desc,
-        unit="step",
-        disable=not (progress and main),
-        mininterval=1.0,
+    bar = progress_bar(
+        total=cfg.steps, initial=start, desc=desc, unit="step", disable=not (progress and main)
     )
     t0 = time.perf_counter()
     try:

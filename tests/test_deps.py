@@ -18,8 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("digit", "pipeline")
-# Atomic writes, the CLI / logging wrapper, the params schema (validated on its own), the launcher.
+# Atomic writes, the CLI / logging wrapper, the params schema (validated on its own), the launcher,
+# the progress bar / log lines.
 INFRASTRUCTURE = {
+    "digit/progress.py",
     "pipeline/io.py",
     "pipeline/stage.py",
     "pipeline/params.py",

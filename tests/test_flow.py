@@ -36,6 +36,14 @@ def task_runs(state) -> dict:
     return {"tasks": {r.name: r for r in runs}, "artifacts": {a.key: a for a in artifacts}}
 
 
+def stage_outs(work: Path) -> set[str]:
+    """Every out of every stage of dvc.yaml, repo-relative."""
+    from dvc.repo import Repo
+
+    with Repo(str(work)) as repo:
+        return {o.def_path for st in repo.index.stages for o in st.outs}
+
+
 def stage_graph(work: Path) -> nx.DiGraph:
     from dvc.repo import Repo
 
@@ -79,6 +87,7 @@ def flow_runs(smoke_run, tmp_path_factory, prefect_server) -> dict:
     out["changed"] = change_one_k(work)
     out["graph_branch"] = stage_graph(work)
     out["branch"] = task_runs(run(work, return_state=True))
+    out["branch_outs"] = stage_outs(work)
     out["status_after_branch"] = dvc(work, "status")
     out["repro_after_branch"] = dvc(work, "repro")
 
@@ -148,17 +157,31 @@ def test_artifacts_published(flow_runs):
     rows = artifacts["dvc-stages"].data
     rows = yaml.safe_load(rows) if isinstance(rows, str) else rows  # the API returns JSON text
     assert {r["stage"] for r in rows} == set(flow_runs["branch"]["tasks"])
-    work = flow_runs["work"]
+    # The run's own artifacts, updated to the end: progress, the stage table, the summary.
+    assert artifacts["dvc-progress"].data == 100
+    assert {r["result"] for r in rows} <= {"ran", "up to date", "restored"}, rows
+    summary = artifacts["run-summary"].data
+    assert "The report stage ran in this run" in summary and "## Headline numbers" in summary
+    assert "data:image/png;base64," in summary  # a sample grid
+    for key in ("dvc-progress", "dvc-stages", "run-summary"):
+        assert artifacts[key].task_run_id is None, key
+    # Each stage's results (its metrics JSON, reports, figures) are artifacts of its task run;
+    # files of stages no longer in dvc.yaml (the K that was swapped out) are not.
+    work, outs = flow_runs["work"], flow_runs["branch_outs"]
     expected = {
-        "metrics": sorted((work / "metrics").glob("*.json")),
-        "report": sorted((work / "reports").glob("*.md")),
-        "figure": sorted((work / "reports" / "figures").glob("*.png")),
+        "metrics": sorted(o for o in outs if re.fullmatch(r"metrics/[^/]+\.json", o)),
+        "report": sorted(o for o in outs if re.fullmatch(r"reports/[^/]+\.md", o)),
+        "figure": sorted(o for o in outs if re.fullmatch(r"reports/figures/[^/]+\.png", o)),
     }
-    assert expected["metrics"]
+    assert expected["metrics"] and expected["report"] and expected["figure"]
+    tasks = {t.id: name for name, t in flow_runs["branch"]["tasks"].items()}
     for kind, paths in expected.items():
-        for path in paths:
-            key = f"{kind}-" + re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")
+        for rel in paths:
+            assert (work / rel).is_file(), rel
+            key = f"{kind}-" + re.sub(r"[^a-z0-9]+", "-", Path(rel).stem.lower()).strip("-")
             assert key in artifacts, (key, sorted(artifacts))
+            assert tasks.get(artifacts[key].task_run_id), key  # attached to a stage's task
+    assert "metrics-" + flow_runs["changed"].replace("kmeans@", "ar-k") in artifacts
 
 
 def test_failed_stage_stops_its_downstream_and_records_nothing(flow_runs):

@@ -92,3 +92,60 @@ def plot_probe(curves: list[tuple[str, dict]], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_curves(
+    panels: list[tuple[str, list[tuple[str, dict[str, list[tuple[float, float]]]]]]], path: Path
+) -> None:
+    """Training curves, one panel per (title, [(model label, {"train": [(step, loss)], "val":
+    [...]})]): train loss solid, val loss dashed with markers, in the same colour."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (title, models) in zip(axes[0], panels, strict=True):
+        for i, (label, series) in enumerate(models):
+            color = f"C{i % 10}"
+            if series.get("train"):
+                xs, ys = zip(*series["train"], strict=True)
+                ax.plot(xs, ys, "-", color=color, label=f"{label} train")
+            if series.get("val"):
+                xs, ys = zip(*series["val"], strict=True)
+                ax.plot(xs, ys, "o--", color=color, label=f"{label} val", markersize=3)
+        if not models:
+            ax.text(0.5, 0.5, "no curves (dvclive/ is empty)", ha="center", transform=ax.transAxes)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(title)
+        if models:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_fig1(ours: list[dict], paper: list[dict], path: Path, note: str) -> None:
+    """Fig. 1's analogue: linear-probe top-1 (best layer) vs FID, bubble area ~ parameters; one
+    point per model of this run (left) beside the paper's pairs (right). Each point: {"label",
+    "fid", "top1", "params"} (params in millions)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, points, title in (
+        (axes[0], ours, "this run"),
+        (axes[1], paper, "the paper (ImageNet 256x256)"),
+    ):
+        top = max([p["params"] for p in points] + [1e-9])
+        for i, p in enumerate(points):
+            size = 60 + 1400 * p["params"] / top
+            ax.scatter(p["fid"], p["top1"], s=size, alpha=0.45, color=f"C{i % 10}")
+            ax.annotate(
+                f"{p['label']} ({p['params']:.3g}M)",
+                (p["fid"], p["top1"]),
+                xytext=(7, 7),
+                textcoords="offset points",
+                fontsize=7,
+            )
+        ax.set_xlabel("FID (lower is better)")
+        ax.set_ylabel("linear probe top-1, best layer")
+        ax.set_title(title)
+        ax.margins(0.2)
+    fig.text(0.5, 0.01, note, ha="center", fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _save(fig, path)

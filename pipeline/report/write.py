@@ -8,15 +8,19 @@ from pathlib import Path
 
 from pipeline import io
 from pipeline.params import Params
-from pipeline.report import tables
+from pipeline.report import overview, tables
 from pipeline.report.claims import Verdict, write_claims
 from pipeline.report.metrics import Metrics
+from pipeline.report.summary import write_summary
 from pipeline.report.tables import Table
 
 
-def write_reports(params: Params, metrics_dir: str | Path, out: str | Path) -> list[Verdict]:
+def write_reports(
+    params: Params, metrics_dir: str | Path, out: str | Path, live: str | Path | None = None
+) -> list[Verdict]:
     """Raises MissingMetrics (a FileNotFoundError) naming the first file of the DAG a table
-    needs and ``metrics_dir`` lacks."""
+    needs and ``metrics_dir`` lacks. ``live``: the dvclive folder the training curves come from
+    (none: the curves figure says so)."""
     out = Path(out)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -37,6 +41,9 @@ def write_reports(params: Params, metrics_dir: str | Path, out: str | Path) -> l
     for t in built:
         t.write(out)
     verdicts = write_claims(params, m, out)
+    fig1_note = overview.fig1(params, m, figdir)
+    overview.loss_curves(params, live, figdir)
+    write_summary(params, m, verdicts, out)
     index = [
         "# Reports",
         "",
@@ -46,6 +53,20 @@ def write_reports(params: Params, metrics_dir: str | Path, out: str | Path) -> l
         "- [claims.md](claims.md): the paper's five claims, tested",
     ]
     index += [f"- [{t.name}.md]({t.name}.md): {t.title}" for t in built]
+    index += [
+        "- [summary.json](summary.json): the headline numbers (`dvc metrics show`)",
+        "",
+        "## Overview figures",
+        "",
+        f"![Fig. 1 analogue](figures/{overview.FIG1})",
+        "",
+        "Fig. 1's analogue: linear-probe top-1 (best layer) vs FID of every generated and probed "
+        f"token model of this run, beside the paper's. {fig1_note}",
+        "",
+        f"![training curves](figures/{overview.CURVES})",
+        "",
+        "Training curves (dvclive/<model>/; `dvc plots show` draws them all interactively).",
+    ]
     # The grids are the generate stages' outs, not this stage's deps: list those present.
     grids = sorted(p.name for p in figdir.glob("samples_*.png"))
     if grids:

@@ -13,8 +13,8 @@ import logging
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from digit.progress import progress
 from pipeline import io
 from pipeline.encoder_files import load_encoder
 from pipeline.params import Params
@@ -40,7 +40,7 @@ def run(params: Params, images: str, encoder: str, out: str) -> dict:
     digest = io.Digest()
     with io.zarr_group_writer(store) as group:
         feats = io.create_array(group, "feats", (n, n_tokens, dim), chunk_rows, "float16")
-        bar = tqdm(total=n, desc="extract", unit="img", mininterval=1.0)
+        bar = progress(total=n, desc="extract", unit="img")
         for rows in io.iter_blocks(n, block):
             pixels = torch.from_numpy(src[rows])
             parts = [

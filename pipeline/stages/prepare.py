@@ -11,7 +11,6 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tqdm import tqdm
 
 from digit.data import (
     CorruptImageError,
@@ -20,6 +19,7 @@ from digit.data import (
     stratified_split,
     stratified_subsample,
 )
+from digit.progress import progress
 from pipeline import io
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, stage
@@ -51,7 +51,7 @@ def run(params: Params, out: str, metrics: str) -> dict:
                 return err
 
         # Closed on errors too, so a stopping error is the last line, not followed by the bar.
-        with tqdm(total=len(indices), desc="prepare", unit="img", mininterval=1.0) as bar:
+        with progress(total=len(indices), desc="prepare", unit="img") as bar:
             for block in io.iter_blocks(len(indices), p.chunk_images):
                 decoded = list(pool.map(decode, indices[block]))
                 good = []

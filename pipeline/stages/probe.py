@@ -12,10 +12,10 @@ import logging
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from digit.gpt import GPT
 from digit.metrics.probe import train_linear_probes
+from digit.progress import progress
 from pipeline import io
 from pipeline.checkpoints import load_model, load_tokens
 from pipeline.images import load_images
@@ -29,7 +29,7 @@ log = logging.getLogger("digit.probe")
 def pooled_hidden_states(model, tokens: np.ndarray, batch: int, device: str) -> torch.Tensor:
     """(N, L) tokens -> (n_layers, N, D) mean over positions of every block's output."""
     out = []
-    for i in tqdm(range(0, len(tokens), batch), desc="probe features", unit="batch"):
+    for i in progress(range(0, len(tokens), batch), desc="probe features", unit="batch"):
         idx = torch.from_numpy(tokens[i : i + batch].astype(np.int64)).to(device)
         states = model.hidden_states(idx)  # n_layers x (B, 1 + L, D)
         out.append(torch.stack([h.mean(1) for h in states]).float().cpu())

@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 import time
 
-from tqdm import tqdm
-
 from digit.gpt import GPT
+from digit.progress import progress
 from digit.vq import VQVAE
 from pipeline import io
 from pipeline.checkpoints import load_model
@@ -58,7 +57,7 @@ def run(
     check_vocab(vq, vq_model.cfg.codebook_size, s2.config.vocab_size, renderer)
     n = params.sampling.n_samples
     rows = []
-    for row in tqdm(settings(params), desc="sampling sweep", unit="setting"):
+    for row in progress(settings(params), desc="sampling sweep", unit="setting"):
         t0 = time.perf_counter()
         s1 = params.generate.token_model.model_copy(
             update={"top_k": row["top_k"], "top_p": row["top_p"]}

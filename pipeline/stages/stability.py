@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from digit.images import uint8_to_float
 from digit.kmeans import Assigner, KMeansConfig, fit_kmeans
 from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_change_rate
 from digit.noise import add_gaussian_noise_snr
+from digit.progress import progress
 from digit.vq import VQVAE
 from pipeline import io
 from pipeline.checkpoints import load_model
@@ -193,7 +193,7 @@ def run(
         )
     perts = perturbations(params)
     results = {}
-    for tok in tqdm(toks, desc="stability", unit="tokenizer"):
+    for tok in progress(toks, desc="stability", unit="tokenizer"):
         results[tok.name] = {
             "describe": tok.describe,
             **measure(tok, val, perts, params.seed, 250, device),

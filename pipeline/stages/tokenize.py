@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from tqdm import tqdm
 
 from digit.kmeans import Assigner
+from digit.progress import progress
 from pipeline import io
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
@@ -27,7 +27,7 @@ def run(params: Params, k: int, features: str, centroids: str, out: str) -> dict
     counts = np.zeros(k, dtype=np.int64)
     with io.zarr_group_writer(out) as group:
         tokens = io.create_array(group, "tokens", (n, n_tokens), 1 << 16, "int32")
-        for rows in tqdm(
+        for rows in progress(
             list(io.iter_blocks(n, rows_per_block)), desc=f"tokenize k{k}", unit="block"
         ):
             ids = assign(feats[rows].reshape(-1, dim)).reshape(-1, n_tokens)

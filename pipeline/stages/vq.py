@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import digit.vq
 import digit.vq_train
 from digit.images import uint8_to_float
+from digit.progress import progress
 from digit.registry import ENCODER_PATCH
 from digit.vq import VQVAE, VQConfig
 from digit.vq_train import NoiseAugConfig, VQTrainConfig, evaluate_vq, train_vq
@@ -99,7 +99,9 @@ def history_rows(history: dict[str, list[float]]) -> list[dict[str, float]]:
 def tokenize_all(model: VQVAE, images: np.ndarray, batch_size: int, device: str) -> np.ndarray:
     """uint8 (N, H, W, C) -> ids (N, L) int32."""
     out = []
-    for rows in tqdm(list(io.iter_blocks(len(images), batch_size)), desc="vq tokens", unit="batch"):
+    for rows in progress(
+        list(io.iter_blocks(len(images), batch_size)), desc="vq tokens", unit="batch"
+    ):
         x = uint8_to_float(torch.from_numpy(images[rows])).to(device)
         out.append(model.tokenize(x).cpu().numpy().astype(np.int32))
     return np.concatenate(out)

@@ -1,0 +1,66 @@
+"""reports/summary.json: the run's headline numbers, the one file dvc.yaml declares as `metrics`, so
+that `dvc metrics show` is a short table and `dvc metrics diff` compares two commits at a glance.
+
+Numbers only (DVC's metrics are numbers), one level deep; DVC shows ``fid.digit_k256`` etc.:
+
+- ``fid`` / ``is``: DiGIT at the main K (+AR renderer), the AR model over VQ tokens, and (FID)
+  Table 3's two upper bounds: ``gt`` (ground-truth DiGIT tokens + AR renderer), ``recon`` (VQ
+  reconstruction);
+- ``probe``: best-layer linear-probe top-1 of the token model of every K and of the VQ one;
+- ``noise20db``: fraction of tokens changed by Gaussian noise at SNR 20 dB (Table 1), disc vs VQ
+  (the first SNR of the run when it has no 20 dB);
+- ``knn``: the trained encoder's pooled-feature k-NN top-1 (``encoder``);
+- ``claims``: how many of the paper's five claims this run supports (claims.md has the verdicts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import io, sets
+from pipeline.params import Params
+from pipeline.report.claims import Verdict
+from pipeline.report.metrics import Metrics
+
+
+def _num(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def summary(params: Params, m: Metrics, verdicts: list[Verdict]) -> dict[str, dict[str, float]]:
+    k = params.kmeans.main_k
+    gen_sets = {
+        f"digit_k{k}": sets.digit_set(k),
+        "vq": sets.vq_set(),
+        "gt": sets.gt_set(k, "ar"),
+        "recon": sets.VQ_RECON_SET,
+    }
+    gens = {label: m.need(sets.gen(s), "reports/summary.json") for label, s in gen_sets.items()}
+    out: dict[str, dict[str, float | None]] = {
+        "fid": {label: _num(g.get("fid")) for label, g in gens.items()},
+        "is": {label: _num(gens[label].get("isc_mean")) for label in (f"digit_k{k}", "vq")},
+        "probe": {
+            model: _num(m.need(sets.probe(model), "reports/summary.json").get("best_top1"))
+            for model in [*(sets.disc_model(kk) for kk in params.kmeans.ks), sets.VQ_MODEL]
+        },
+    }
+    st = m.need(sets.STABILITY, "reports/summary.json")
+    gauss = [i for i, p in enumerate(st["perturbations"]) if p["kind"] == "gaussian"]
+    if gauss:
+        at = next((i for i in gauss if st["perturbations"][i]["value"] == 20), gauss[0])
+        out[f"noise{st['perturbations'][at]['value']:g}db"] = {
+            tok: _num(st["tokenizers"][tok]["token_change"][at])
+            for tok in ("disc", "vq")
+            if tok in st["tokenizers"]
+        }
+    enc = m.need(sets.ENCODER, "reports/summary.json")
+    out["knn"] = {"encoder": _num(enc["knn_top1"].get("trained"))}
+    out["claims"] = {"supported": sum(v.verdict == "supported" for v in verdicts)}
+    # DVC shows a missing value as "-": leave out what a file did not hold.
+    return {group: {k: v for k, v in d.items() if v is not None} for group, d in out.items()}
+
+
+def write_summary(params: Params, m: Metrics, verdicts: list[Verdict], out: Path) -> dict:
+    data = summary(params, m, verdicts)
+    io.write_json(out / "summary.json", data)
+    return data
