@@ -379,12 +379,17 @@ def run_summary(root: Path, status: str) -> str:
     reports = root / "reports"
     lines = ["# Run summary", "", status, "", "## The paper's claims, tested", ""]
     claims = reports / "claims.md"
-    table = (
-        [ln for ln in claims.read_text().splitlines() if ln.startswith("|")]
+    rows = (
+        [ln.strip("|").split(" | ") for ln in claims.read_text().splitlines() if ln.startswith("|")]
         if claims.is_file()
         else []
     )
+    # Verdict first and no evidence column: the page stays readable; reports/claims.md has the rest.
+    table = [f"| {r[0].strip()} | {r[2].strip()} | {r[1].strip()} |" for r in rows if len(r) >= 4]
+    table[1:1] = ["|---|---|---|"] if table else []
     lines += table or ["*reports/claims.md: not produced yet.*"]
+    if table:
+        lines += ["", "The numbers behind each verdict: `reports/claims.md`."]
     lines += ["", "## Headline numbers (`dvc metrics show`)", ""]
     try:
         summary = json.loads((reports / "summary.json").read_text())

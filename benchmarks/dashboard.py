@@ -1,0 +1,92 @@
+"""Screenshots of the Prefect dashboard: one flow run of the smoke preset on a real Prefect server,
+its run page and its run-summary artifact, taken by headless Chromium (Debian package `chromium`).
+
+    python -m benchmarks.dashboard [--out reports/figures] [--preset smoke]
+
+Writes ``dashboard.png`` (the flow run page: the timeline of its stage tasks, the log) and
+``dashboard_artifact.png`` (the run-summary markdown artifact). Everything runs on 127.0.0.1 in a
+temporary copy of the project; nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from benchmarks.common import ROOT
+
+PORT = 4242
+
+
+def screenshot(url: str, out: Path, size: str = "1500,1100") -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        sys.exit("error: no chromium on PATH (Debian: apt-get install chromium)")
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={size}",
+         "--virtual-time-budget=20000", "--hide-scrollbars", f"--screenshot={out}", url],
+        check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "figures")
+    parser.add_argument("--preset", default="smoke")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import copy_project
+
+    tmp = Path(tempfile.mkdtemp(prefix="digit-dashboard-"))
+    work = copy_project(tmp / "work", args.preset)
+    api = f"http://127.0.0.1:{PORT}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp / "prefect"),
+        "PREFECT_API_URL": api,
+        "PREFECT_UI_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    server = subprocess.Popen(
+        ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(PORT)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{api}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        subprocess.run([sys.executable, "-m", "pipeline.flow"], cwd=work, env=env, check=True)
+        code = (
+            "from prefect.client.orchestration import get_client\n"
+            "with get_client(sync_client=True) as c:\n"
+            "    run = c.read_flow_runs(limit=1)[0]\n"
+            "    art = [a for a in c.read_artifacts() if a.key == 'run-summary'][0]\n"
+            "    print(run.id, art.id)\n"
+        )
+        ids = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        args.out.mkdir(parents=True, exist_ok=True)
+        base = f"http://127.0.0.1:{PORT}"
+        screenshot(f"{base}/runs/flow-run/{ids[0]}", args.out / "dashboard.png")
+        screenshot(f"{base}/artifacts/artifact/{ids[1]}", args.out / "dashboard_artifact.png")
+        print(f"wrote {args.out / 'dashboard.png'} and {args.out / 'dashboard_artifact.png'}")
+    finally:
+        os.killpg(server.pid, 15)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
