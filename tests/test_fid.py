@@ -20,14 +20,7 @@ from pipeline.stage import StageError
 TINY = EvalNetConfig(width=8, feat_dim=32, epochs=3, batch_size=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast as two on an idle machine, and avoids OpenMP threads
-    spinning against each other when other processes share the two cores (measured 5-20x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,7 @@ import torch
 
 from digit.gpt import GPT, GPT_SIZES, GPTConfig, build_gpt, count_params
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tensors are tiny: intra-op threads only add OpenMP spin-waiting, which is 10x slower
-    # on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 MODES = ["uncond", "class", "prefix_causal", "prefix_bidir"]

@@ -17,14 +17,7 @@ from pipeline.stages.probe import pooled_hidden_states
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast as two on an idle machine, and avoids OpenMP threads
-    spinning against each other when other processes share the two cores (measured 5-20x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _layers(n_train: int, n_val: int, informative: int, n_layers: int = 4, d: int = 16):

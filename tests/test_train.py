@@ -13,14 +13,7 @@ from pipeline.resume import Checkpoints
 from pipeline.stages.renderer import derangement
 from pipeline.train import Interrupt, Objective, TrainConfig, evaluate, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: extra intra-op threads only spin-wait on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_unknown_schedule_is_refused():

@@ -12,13 +12,7 @@ from digit.vq_train import NoiseAugConfig, VQTrainConfig, evaluate_vq, train_vq
 SMALL = {"hidden": 32, "code_dim": 16, "codebook_size": 32, "n_res_blocks": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: thread start-up dominates, and a busy 2-core machine makes it far worse.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(seed: int = 0, **kw) -> VQVAE:
