@@ -321,6 +321,9 @@ class ToyParams(Section):
     n_train_per_class: PosInt = 500
     n_test_per_class: PosInt = 20000
     noise_stds: list[NonNeg] = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
+    angle_deg: Annotated[float, Field(ge=0, le=90)] = 45.0  # the figure's geometry
+    # The claim depends on the geometry: the tilt of the classes' variance from the separating axis.
+    sweep_angles_deg: list[Annotated[float, Field(ge=0, le=90)]] = [0, 10, 20, 30, 45, 60, 75, 90]
 
 
 class StabilityParams(Section):

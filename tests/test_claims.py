@@ -222,14 +222,42 @@ def test_k_probe_noise_uses_the_val_size(params):
 # ---------------------------------------------------------------- claim 5: the PCA vs LDA toy
 
 
-def toy(pca: list[float], lda: list[float]) -> Metrics:
-    return metrics(
-        **{sets.TOY: {"noise_stds": [0.0, 1.0, 2.0], "pca_accuracy": pca, "lda_accuracy": lda}}
-    )
+def toy(pca: list[float], lda: list[float], sweep: dict | None = None, n: int = 0) -> Metrics:
+    """The toy's metrics at the main tilt (45), and at the tilts of ``sweep`` {angle: (pca, lda)}."""
+    t = {"noise_stds": [0.0, 1.0, 2.0], "pca_accuracy": pca, "lda_accuracy": lda, "angle_deg": 45}
+    t |= {"n_test": n} if n else {}
+    if sweep is not None:
+        t["sweep"] = [
+            {"angle_deg": a, "pca_accuracy": p, "lda_accuracy": q} for a, (p, q) in sweep.items()
+        ]
+    return metrics(**{sets.TOY: t})
+
+
+LDA_AHEAD = ([0.6, 0.55, 0.5], [0.9, 0.7, 0.5])
+PCA_AHEAD_AT_HIGH_NOISE = ([0.6, 0.55, 0.52], [0.9, 0.7, 0.5])
 
 
 def test_toy_rule():
-    assert claim_toy(toy([0.6, 0.55, 0.5], [0.9, 0.7, 0.5])).verdict == "supported"  # ties count
-    v = claim_toy(toy([0.6, 0.55, 0.52], [0.9, 0.7, 0.5]))
-    assert v.verdict == "not supported" and "2/3" in v.evidence
+    assert claim_toy(toy(*LDA_AHEAD)).verdict == "supported"  # exact ties count as ties
+    v = claim_toy(toy(*PCA_AHEAD_AT_HIGH_NOISE))
+    assert v.verdict == "not supported" and "noise std >= 2" in v.evidence
     assert claim_toy(metrics()).verdict == "not tested"
+
+
+def test_toy_rule_over_geometries():
+    """PCA ahead at another tilt only: partly supported, naming the tilt; ahead nowhere in the
+    sweep: supported; ahead at the main tilt: not supported whatever the sweep says."""
+    v = claim_toy(toy(*LDA_AHEAD, sweep={20: PCA_AHEAD_AT_HIGH_NOISE, 45: LDA_AHEAD}))
+    assert v.verdict == "partly supported" and "PCA ahead at tilt 20 deg" in v.evidence
+    assert "never behind at tilts 45" in v.evidence
+    v = claim_toy(toy(*LDA_AHEAD, sweep={0: LDA_AHEAD, 90: LDA_AHEAD}))
+    assert v.verdict == "supported"
+    v = claim_toy(toy(*PCA_AHEAD_AT_HIGH_NOISE, sweep={90: LDA_AHEAD}))
+    assert v.verdict == "not supported"
+
+
+def test_toy_ties_within_two_standard_errors():
+    """A 0.02 lead for PCA is a tie on 400 test points (2 SE of a difference = 0.071) and a loss
+    on 40,000 (0.0071)."""
+    assert claim_toy(toy(*PCA_AHEAD_AT_HIGH_NOISE, n=400)).verdict == "supported"
+    assert claim_toy(toy(*PCA_AHEAD_AT_HIGH_NOISE, n=40000)).verdict == "not supported"

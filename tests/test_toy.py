@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from digit.metrics.toy import ToyConfig, _tilted_cov, lda_direction, pca_direction, run_toy
+from digit.metrics.toy import ToyConfig, geometry, lda_direction, pca_direction, run_toy
 
 
 def _phi(x: float) -> float:
@@ -27,7 +27,7 @@ def expected_accuracy(cfg: ToyConfig, w: np.ndarray, threshold: float, std: floa
 GEOMETRIES = {
     "default_45deg": ToyConfig(),
     # a smaller tilt: the variance direction is closer to the separating one
-    "tilt_20deg": ToyConfig(cov0=_tilted_cov(2.0, 0.5, 20.0), cov1=_tilted_cov(2.0, 0.5, 20.0)),
+    "tilt_20deg": geometry(20.0),
     # isotropic classes: the top principal direction is the mean difference, PCA = LDA
     "isotropic": ToyConfig(cov0=((0.5, 0.0), (0.0, 0.5)), cov1=((0.5, 0.0), (0.0, 0.5))),
 }
@@ -95,3 +95,13 @@ def test_directions_on_known_data():
     assert abs(pca_direction(x)[0]) > 0.99
     assert abs(lda_direction(x, y)[1]) > 0.99
     assert np.isclose(np.linalg.norm(lda_direction(x, y)), 1.0)
+
+
+def test_geometry_sweeps_the_tilt():
+    """``geometry(a)`` tilts both classes' variance by ``a``: at 0 PCA and LDA find the same
+    direction; at 90 PCA keeps the useless axis and LDA is far ahead on clean data."""
+    same = run_toy(geometry(0.0))
+    assert same["cos_angle"] > 0.99
+    assert same["acc_lda"][0] == pytest.approx(same["acc_pca"][0], abs=0.01)
+    ortho = run_toy(geometry(90.0))
+    assert ortho["cos_angle"] < 0.1 and ortho["acc_lda"][0] - ortho["acc_pca"][0] > 0.3
