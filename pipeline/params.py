@@ -342,6 +342,8 @@ class ProbeParams(Section):
     lr: PosFloat = 0.4
     weight_decay: NonNeg = 0.0
     batch_size: PosInt = 256
+    # Share of the train split held out to choose the best layer (never the val split).
+    select_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
 
 
 class Params(Section):

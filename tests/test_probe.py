@@ -143,3 +143,17 @@ def test_stage_pairs_each_row_with_its_label(tmp_path, monkeypatch):
     assert "60 val images" in out["protocol"] and out["val_loss"] == 1.5
     shuffled = probe(rng.permutation(labels))
     assert shuffled["best_top1"] < 0.6  # chance is 1/3
+
+
+def test_best_layer_is_chosen_on_held_out_train_images():
+    """The split that chooses the layer is part of train, seeded, disjoint from what the probes
+    fit, and never touches val."""
+    from pipeline.stages.probe import select_split
+
+    train = np.arange(0, 1000, 2)  # the val rows are the odd ones
+    fit, held = select_split(train, 0.2, seed=0)
+    assert len(held) == 100 and len(fit) == 400
+    assert set(fit) | set(held) == set(train) and not set(fit) & set(held)
+    again = select_split(train, 0.2, seed=0)
+    assert np.array_equal(again[1], held)
+    assert not np.array_equal(select_split(train, 0.2, seed=1)[1], held)

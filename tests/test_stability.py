@@ -165,9 +165,12 @@ def test_measure_is_the_whole_set_average():
     assert out["token_change"][1] == pytest.approx(whole, abs=1e-4)
     per_batch = [token_change_rate(ids[i : i + 4], idp[i : i + 4]) for i in (0, 4, 8)]
     assert abs(sum(per_batch) / 3 - whole) > 1e-3  # the weighting matters on this data
-    q = mean_cosine(tok.quantized(ids), tok.quantized(idp))
+    # cosines around each space's clean mean, over all images at once
+    clean_q = tok.quantized(ids)
+    q = mean_cosine(clean_q, tok.quantized(idp), clean_q.flatten(0, 1).double().mean(0))
     assert out["cos_quantized"][1] == pytest.approx(q, abs=1e-4)
-    assert out["cos_features"][1] == pytest.approx(mean_cosine(f, fp), abs=1e-4)
+    cf = mean_cosine(f, fp, f.flatten(0, 1).double().mean(0))
+    assert out["cos_features"][1] == pytest.approx(cf, abs=1e-4)
 
 
 def test_stage_controls(tmp_path, monkeypatch):
@@ -218,3 +221,16 @@ def test_stage_controls(tmp_path, monkeypatch):
     change = t["disc"]["token_change"]
     assert change[0] <= change[1] <= change[2] and change[2] > 0
     assert "12 val images" in both["protocol"]
+
+
+def test_centred_cosine_ignores_a_shared_offset():
+    """Vectors in one orthant all have a high plain cosine; around their mean, an offset that
+    clean and perturbed share no longer counts, and opposite deviations give -1."""
+    from digit.metrics.stability import mean_cosine
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 3, 4, generator=g), torch.randn(2, 3, 4, generator=g)
+    offset = torch.full((4,), 50.0)
+    assert mean_cosine(a + offset, b + offset) > 0.99  # the orthant, not the vectors
+    assert mean_cosine(a + offset, b + offset, offset) == pytest.approx(mean_cosine(a, b), abs=1e-5)
+    assert mean_cosine(offset + a, offset - a, offset) == pytest.approx(-1.0)

@@ -63,13 +63,22 @@ def token_change_rate(ids_clean: torch.Tensor, ids_noisy: torch.Tensor) -> float
     return float((a != b).double().mean())
 
 
-def mean_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> float:
-    """Mean over all B*L tokens of cos(a[i, j], b[i, j]) = <a, b> / (max(|a|, eps) max(|b|, eps)).
+def mean_cosine(
+    a: torch.Tensor, b: torch.Tensor, center: torch.Tensor | None = None, eps: float = 1e-8
+) -> float:
+    """Mean over all B*L tokens of cos(a[i, j] - c, b[i, j] - c) = <a', b'> / (max(|a'|, eps)
+    max(|b'|, eps)), c = ``center`` (D,) or 0.
 
     a, b: (B, L, D) latent vectors of the clean and the perturbed images (for K-Means or VQ tokens,
-    the codebook vectors the ids point to, or the pre-quantization features).
+    the codebook vectors the ids point to, or the pre-quantization features). Centering on the
+    clean vectors' mean makes the cosine fair across spaces: vectors that are all non-negative
+    (post-ReLU features and their centroids) sit in one orthant, where any two have a high cosine,
+    while signed ones (VQ codes) do not.
     """
     a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if center is not None:
+        c = torch.as_tensor(center).double()
+        a, b = a - c, b - c
     return float(F.cosine_similarity(a, b, dim=-1, eps=eps).mean())

@@ -199,14 +199,20 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
         )
         curves.append((curve, p))
     plot_probe(curves, figdir / "probe_per_layer.png")
-    protocol = m.need(sets.probe(table2_models(params)[0][0]), "Table 2")["protocol"]
+    first = m.need(sets.probe(table2_models(params)[0][0]), "Table 2")
+    notes = [f"Protocol: {first['protocol']}."]
+    if "best_layer_selected_on" in first:
+        notes.append(
+            f"Best layer: chosen on {first['best_layer_selected_on']} by probes trained without "
+            "them; top-1 is that layer's on val, so no val score picks the layer it is scored on."
+        )
     return Table(
         "table2_probe",
         "Table 2 and Fig. 3(b): linear probe of the AR models",
         scale_line(params, m),
         pd.DataFrame(rows),
         pd.DataFrame(PAPER["table2_probe"]),
-        [f"Protocol: {protocol}."],
+        notes,
         ["probe_per_layer.png"],
     )
 

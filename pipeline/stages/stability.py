@@ -125,6 +125,10 @@ def measure(tok: Tokenizer, pixels: np.ndarray, perts, seed: int, batch: int, de
         x = uint8_to_float(torch.from_numpy(pixels[i : i + batch]).to(device))
         f = tok.features(x)
         clean.append((x, f, tok.ids(f)))
+    # Cosines are taken around each space's clean mean (see mean_cosine): fair to non-negative
+    # K-Means centroids and signed VQ codes alike.
+    center_f = torch.cat([f.flatten(0, 1).cpu().double() for _, f, _ in clean]).mean(0)
+    center_q = torch.cat([tok.quantized(ids).flatten(0, 1).double() for _, _, ids in clean]).mean(0)
     for p_index, (_, _, value, fn) in enumerate(perts):
         # The same noise draws for every tokenizer: one generator per perturbation, fixed seed.
         g = torch.Generator().manual_seed(seed * 1000 + p_index)
@@ -135,8 +139,8 @@ def measure(tok: Tokenizer, pixels: np.ndarray, perts, seed: int, batch: int, de
             idp = tok.ids(fp)
             b = len(x)
             changed += token_change_rate(ids, idp) * b
-            cos_q += mean_cosine(tok.quantized(ids), tok.quantized(idp)) * b
-            cos_f += mean_cosine(f.cpu(), fp.cpu()) * b
+            cos_q += mean_cosine(tok.quantized(ids), tok.quantized(idp), center_q) * b
+            cos_f += mean_cosine(f.cpu(), fp.cpu(), center_f) * b
             n += b
         rows["token_change"].append(round(changed / n, 4))
         rows["cos_quantized"].append(round(cos_q / n, 4))
@@ -204,7 +208,8 @@ def run(
             f"{len(val)} val images; token change = fraction of the L token ids that differ between "
             "clean and perturbed image; cos = mean over tokens of the cosine similarity between "
             "clean and perturbed vectors (quantized: centroid / codebook entry; features: before "
-            "quantization); Gaussian noise at SNR = 10 log10(mean(x^2) / sigma^2) per image, x in "
+            "quantization), each centred on its space's mean clean vector so that non-negative "
+            "(post-ReLU) and signed (VQ) vectors are compared on one footing; Gaussian noise at SNR = 10 log10(mean(x^2) / sigma^2) per image, x in "
             "[0, 1], not clipped; the same noise draws for every tokenizer"
         ),
         "perturbations": [{"kind": kd, "label": lb, "value": v} for kd, lb, v, _ in perts],
