@@ -176,12 +176,8 @@ def die_with_parent() -> None:
     stages from the thread that then waits for them. A shell between DVC and the stage (``$SHELL
     -c cmd``) usually execs the command; one that does not keeps it alive when DVC dies."""
     prctl = _prctl()
-    if prctl is None:
-        return
-    parent = os.getppid()
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the kernel knew to tell us
-        os.kill(os.getpid(), signal.SIGKILL)
+    if prctl is not None:
+        _pdeathsig(prctl, os.getppid())
 
 
 def parent_death_preexec() -> Callable[[], None] | None:
@@ -193,13 +189,15 @@ def parent_death_preexec() -> Callable[[], None] | None:
     if prctl is None:
         return None
     parent = os.getpid()
+    return lambda: _pdeathsig(prctl, parent)
 
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
 
-    return preexec
+def _pdeathsig(prctl: Callable[..., int], parent: int) -> None:
+    """SIGKILL this process when its parent dies, or now if ``parent`` already died (the kernel
+    only tells about deaths after the call)."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _kill_group(pgid: int, signum: int = signal.SIGKILL) -> None:
