@@ -228,10 +228,13 @@ def _flow_speedup(cmd: list[str]) -> str:
     return proc.stdout.strip()
 
 
-def clean_clone(log: Path, keep: bool = False, warm: bool = True) -> None:
+def clean_clone(
+    log: Path, keep: bool = False, warm: bool = True, env_extra: dict[str, str] | None = None
+) -> Path:
     """Copy the project to a temporary git checkout, time `dvc repro` there, keep the log (and
     with ``keep`` the checkout, whose outputs and DVC cache can then be copied back). ``warm``
-    False: every stage starts cold (``DIGIT_WARM=0``), the baseline of item 10."""
+    False: every stage starts cold (``DIGIT_WARM=0``), the baseline of item 10. ``env_extra``:
+    more environment for the run (thread counts). Returns the checkout's path."""
     work = Path(tempfile.mkdtemp(prefix="bench_repro_"))
     for name in PROJECT_FILES:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
@@ -242,6 +245,7 @@ def clean_clone(log: Path, keep: bool = False, warm: bool = True) -> None:
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "init"], cwd=work, check=True)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
     env["DIGIT_WARM"] = "1" if warm else "0"
+    env.update(env_extra or {})
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -258,6 +262,7 @@ def clean_clone(log: Path, keep: bool = False, warm: bool = True) -> None:
     )
     if proc.returncode == 0 and not keep:
         shutil.rmtree(work, ignore_errors=True)
+    return work
 
 
 def main() -> None:

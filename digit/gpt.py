@@ -14,6 +14,15 @@ every model of the paper; the config picks the use:
   [prefix] + [bos] + target tokens in which masked positions hold ``MASK = vocab_size``; one
   logit row per target position.
 
+How a renderer reads its prefix is ``prefix_mode``:
+
+* ``sequence`` (the paper's form): the prefix tokens come first in the sequence, as above.
+* ``aligned``: no prefix in the sequence; the row that predicts target token i gets the embedding
+  of the prefix token at the same place of the image grid added to its input (both token grids
+  cover the image; when their sides differ, the nearest prefix cell is used). Half the sequence,
+  and each output position reads its own token directly.
+* ``both``: the prefix in the sequence and the aligned embedding.
+
 The model owns its KV cache (LlamaGen style) so that ``digit.generate`` can prefill the
 conditioning once and then decode one token at a time. Sizes are named in ``GPT_SIZES``
 (``digit.registry``); "base" and "large" reproduce the paper's 219M / 732M parameter counts (see
@@ -32,7 +41,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from digit.registry import GPT_SIZES
+from digit.registry import GPT_SIZES, PREFIX_MODES
+
+
+def grid_alignment(prefix_len: int, target_len: int) -> Tensor:
+    """For each target position, the prefix position covering the same place of the image, (L,).
+
+    Both token sets are square grids in raster order over the whole image; equal sides map one to
+    one, otherwise each target cell takes the prefix cell its centre falls in.
+    """
+    sides = [math.isqrt(n) for n in (prefix_len, target_len)]
+    if any(s * s != n for s, n in zip(sides, (prefix_len, target_len), strict=True)):
+        raise ValueError(
+            f"aligned prefix needs square token grids, got {prefix_len} prefix and "
+            f"{target_len} target tokens"
+        )
+    sp, st = sides
+    centre = (torch.arange(st, dtype=torch.float64) + 0.5) * sp / st
+    cell = centre.floor().long().clamp(max=sp - 1)  # (st,)
+    return (cell[:, None] * sp + cell[None, :]).reshape(-1)  # (L,)
 
 
 @dataclass
@@ -49,6 +76,7 @@ class GPTConfig:
     n_classes: int = 0  # 0 = no class conditioning; else n_classes + 1 rows (last = NULL)
     prefix_vocab_size: int = 0  # renderer: vocabulary of the prefix (discriminative) tokens
     prefix_len: int = 0  # renderer: number of prefix tokens
+    prefix_mode: str = "sequence"  # renderer: sequence (paper) | aligned | both (module doc)
     causal: bool = True  # False = bidirectional MaskGIT renderer
     bias: bool = True
 
@@ -62,6 +90,17 @@ class GPTConfig:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "ffn"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.prefix_mode not in PREFIX_MODES:
+            raise ValueError(f"prefix_mode must be one of {PREFIX_MODES}, got {self.prefix_mode!r}")
+
+    @property
+    def seq_prefix_len(self) -> int:
+        """Prefix tokens placed in the sequence (0 for the aligned renderer and prefix-free models)."""
+        return 0 if self.prefix_mode == "aligned" else self.prefix_len
+
+    @property
+    def aligned(self) -> bool:
+        return self.prefix_len > 0 and self.prefix_mode != "sequence"
 
     @property
     def mask_id(self) -> int:
@@ -178,9 +217,14 @@ class GPT(nn.Module):
             self.class_emb = nn.Embedding(config.n_classes + 1, C)  # last row = NULL class
         else:
             self.bos = nn.Parameter(torch.zeros(1, 1, C))
-        if config.prefix_len > 0:
+        if config.seq_prefix_len > 0:
             self.prefix_wte = nn.Embedding(config.prefix_vocab_size, C)
             self.prefix_wpe = nn.Parameter(torch.zeros(config.prefix_len, C))
+        if config.aligned:
+            self.align_wte = nn.Embedding(config.prefix_vocab_size, C)
+            index = grid_alignment(config.prefix_len, config.block_size)
+            self.register_buffer("align_index", index, persistent=False)
+        self._aligned_prefix: Tensor | None = None  # set by the cached prefill, (B, L + 1, C)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(C, bias=config.bias)
@@ -227,27 +271,39 @@ class GPT(nn.Module):
             raise ValueError("unconditional model (n_classes=0) got a cond")
         return self.bos.expand(B, 1, -1)  # (B, 1, C)
 
-    def _prefix(self, B: int, prefix: Tensor | None) -> Tensor | None:
-        """Embedded prefix with its positions, (B, P, C), or None for models without prefix."""
+    def _check_prefix(self, B: int, prefix: Tensor | None) -> None:
         P = self.config.prefix_len
         if P == 0:
             if prefix is not None:
                 raise ValueError("model has no prefix (prefix_len=0) but got one")
-            return None
+            return
         if prefix is None or prefix.shape != (B, P):
             got = None if prefix is None else tuple(prefix.shape)
             raise ValueError(f"prefix must have shape ({B}, {P}), got {got}")
-        return self.prefix_wte(prefix) + self.prefix_wpe  # (B, P, C)
+
+    def _aligned(self, prefix: Tensor) -> Tensor:
+        """Per target position, the embedding of the prefix token at its place, plus a zero row
+        for the position after the last target token: (B, L + 1, C)."""
+        a = self.align_wte(prefix[:, self.align_index])  # (B, L, C)
+        return F.pad(a, (0, 0, 0, 1))
 
     def _embed(self, idx: Tensor, cond: Tensor | None, prefix: Tensor | None) -> Tensor:
-        """Full input sequence [prefix] + [start] + idx, (B, P + 1 + t, C)."""
+        """Full input sequence [prefix] + [start] + idx, (B, P_seq + 1 + t, C)."""
         B, t = idx.shape
-        if t > self.config.block_size:
-            raise ValueError(f"idx has {t} tokens, block_size is {self.config.block_size}")
+        cfg = self.config
+        if t > cfg.block_size:
+            raise ValueError(f"idx has {t} tokens, block_size is {cfg.block_size}")
+        self._check_prefix(B, prefix)
         x = torch.cat([self._start(B, cond, idx.device), self.wte(idx)], dim=1)  # (B, 1+t, C)
         x = x + self.wpe[: t + 1]
-        pre = self._prefix(B, prefix)
-        if pre is not None:
+        if cfg.aligned:
+            a = self._aligned(prefix)  # (B, L+1, C)
+            if cfg.causal:  # row j (start = 0) predicts target token j
+                x = x + a[:, : t + 1]
+            else:  # row 1 + i holds target token i (or MASK)
+                x = torch.cat([x[:, :1], x[:, 1:] + a[:, :t]], dim=1)
+        if cfg.seq_prefix_len > 0:
+            pre = self.prefix_wte(prefix) + self.prefix_wpe  # (B, P, C)
             x = torch.cat([pre, x], dim=1)  # (B, P+1+t, C)
         return self.drop(x)
 
@@ -303,19 +359,24 @@ class GPT(nn.Module):
 
     def _logits(self, x: Tensor) -> Tensor:
         # x: (B, P + 1 + t, C) -> logits over the target part only
-        skip = self.config.prefix_len + (0 if self.config.causal else 1)
+        skip = self.config.seq_prefix_len + (0 if self.config.causal else 1)
         return self.lm_head(self.ln_f(x[:, skip:]))  # (B, t+1 or T, vocab)
 
     def hidden_states(
-        self, idx: Tensor, cond: Tensor | None = None, prefix: Tensor | None = None
+        self,
+        idx: Tensor,
+        cond: Tensor | None = None,
+        prefix: Tensor | None = None,
+        with_input: bool = False,
     ) -> list[Tensor]:
-        """Output of every block, n_layer tensors of shape (B, P + 1 + t, C) (before ln_f).
+        """Output of every block, n_layer tensors of shape (B, P + 1 + t, C) (before ln_f); with
+        ``with_input`` the input embedding (token + position, "layer 0") comes first.
 
         Same inputs as ``forward``; positions are laid out as [prefix] + [start] + idx, so the
-        target-token states are ``h[:, prefix_len + 1:]`` (for the per-layer linear probe).
+        target-token states are ``h[:, config.seq_prefix_len + 1:]`` (for the per-layer probe).
         """
         x = self._embed(idx, cond, prefix)
-        out = []
+        out = [x] if with_input else []
         for block in self.blocks:
             x = block(x)
             out.append(x)
@@ -338,7 +399,7 @@ class GPT(nn.Module):
         if not self.config.causal:
             raise RuntimeError("the KV cache is for causal models only")
         cfg = self.config
-        max_len = max_len or cfg.prefix_len + 1 + cfg.block_size
+        max_len = max_len or cfg.seq_prefix_len + 1 + cfg.block_size
         ref = self.wpe
         dtype = dtype or ref.dtype
         device = device or ref.device
@@ -349,6 +410,7 @@ class GPT(nn.Module):
     def clear_cache(self) -> None:
         for block in self.blocks:
             block.attn.kv_cache = None
+        self._aligned_prefix = None
 
     def forward_cached(
         self,
@@ -369,10 +431,12 @@ class GPT(nn.Module):
         """
         if self.blocks[0].attn.kv_cache is None:
             raise RuntimeError("call setup_cache before forward_cached")
-        P = self.config.prefix_len
+        P = self.config.seq_prefix_len
         if input_pos == 0:
             x = self._embed(idx, cond, prefix)  # (B, P+1+t, C)
             seq_pos = torch.arange(x.size(1), device=x.device)
+            if self.config.aligned:
+                self._aligned_prefix = self._aligned(prefix)  # read again by the decode steps
         else:
             if cond is not None or prefix is not None:
                 raise ValueError("decode steps take idx only; cond / prefix go into the prefill")
@@ -380,7 +444,10 @@ class GPT(nn.Module):
             if input_pos + t - 1 > self.config.block_size:
                 raise ValueError("decoding past block_size")
             tgt_pos = torch.arange(input_pos, input_pos + t, device=idx.device)
-            x = self.drop(self.wte(idx) + self.wpe[tgt_pos])  # (B, t, C)
+            x = self.wte(idx) + self.wpe[tgt_pos]  # (B, t, C)
+            if self.config.aligned:
+                x = x + self._aligned_prefix[: x.size(0), tgt_pos]
+            x = self.drop(x)
             seq_pos = tgt_pos + P
         for block in self.blocks:
             x = block(x, seq_pos)

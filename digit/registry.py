@@ -4,6 +4,7 @@ pipeline/params.py validates params.yaml against these before a stage imports to
 modules that build the objects key their registries by them, so each name is written once:
 
 - ``GPT_SIZES``: the named transformer sizes (``digit.gpt.build_gpt``);
+- ``PREFIX_MODES``: how the renderer reads its prefix (``digit.gpt``);
 - ``DINOV2_TIMM``, ``ENCODER_PATCH``, ``TRAINABLE_ENCODERS``: the encoders (``digit.encoders``);
 - ``SSL_OBJECTIVES``: how the in-house encoder is trained (``digit.ssl``; "none": random weights);
 - ``EXTRACTORS``: the FID / IS feature extractors (``digit.metrics.fid``).
@@ -18,6 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 # --- transformer sizes (digit.gpt) -------------------------------------------------------------
+
+# How a renderer reads its discriminative prefix: "sequence" is the paper's stage 2 (the prefix
+# tokens first in the sequence); "aligned" adds each prefix token's embedding to the row predicting
+# the target at the same image place, with no prefix in the sequence; "both" does the two.
+PREFIX_MODES = ("sequence", "aligned", "both")
 
 # Parameter convention (checked by tests on the meta device): count every parameter -- untied
 # input / output embeddings, learned positions, bos or class table. With it

@@ -406,12 +406,15 @@ def run_summary(root: Path, status: str) -> str:
     ):
         lines += ["", f"## {title}", "", _section(reports / f"{name}.md")]
     try:
-        main_k = load(root / "params.yaml").kmeans.main_k
-        grid = reports / "figures" / f"samples_{sets.digit_set(main_k)}.png"
+        params = load(root / "params.yaml")
+        main_k = params.kmeans.main_k
+        name = sets.seeded(sets.digit_set(main_k), params.seed)  # the main seed's samples
+        grid = reports / "figures" / f"samples_{name}.png"
     except ParamsError:
         grid = None
     if grid is not None and grid.is_file():
-        lines += ["", _image_markdown(grid, f"Samples: DiGIT, K={main_k} (+AR renderer)")]
+        title = f"Samples: DiGIT, K={main_k} (+AR renderer), seed {params.seed}"
+        lines += ["", _image_markdown(grid, title)]
     return "\n".join(lines) + "\n"
 
 

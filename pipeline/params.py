@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from digit.data import DATASETS as DATASET_REGISTRY
 from digit.data import FIXED_SIZES
-from digit.registry import ENCODER_PATCH, EXTRACTORS, GPT_SIZES, SSL_OBJECTIVES, URL_INCEPTION_V3
+from digit.registry import (
+    ENCODER_PATCH,
+    EXTRACTORS,
+    GPT_SIZES,
+    PREFIX_MODES,
+    SSL_OBJECTIVES,
+    URL_INCEPTION_V3,
+)
 from digit.schedule import SCHEDULES as LR_SCHEDULES
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -226,18 +233,35 @@ class ARParams(GPTModelFields, TrainFields):
 
     n_embd: PosInt | None = 128
     warmup_steps: NonNegInt = 20
-    eval_every: NonNegInt = 80
-    checkpoint_every: NonNegInt = 80
+    eval_every: NonNegInt = 40
+    checkpoint_every: NonNegInt = 100
     class_dropout: Prob = 0.1  # class-conditional: label -> NULL class, for guidance
+
+
+class PathParams(Section):
+    """Fig. 3(a)'s path after the tokenizer swap, for the main-K token model (main seed)."""
+
+    steps_factor: PosInt = 2  # "+ longer training": ar.steps x this
+    size: str | None = None  # "+ larger model": this GPT size (None: ar.size) ...
+    n_embd: PosInt | None = 160  # ... at this width (None: the size's own)
+
+    @model_validator(mode="after")
+    def _known_size(self) -> PathParams:
+        if self.size is not None and self.size not in GPT_SIZES:
+            raise ValueError(f"size: unknown GPT size {self.size!r}; known: {list(GPT_SIZES)}")
+        return self
 
 
 class RendererParams(GPTModelFields, TrainFields):
     """The renderer (the paper's stage 2): discriminative-token prefix -> VQ tokens, renderer ar ("+VQGAN") or maskgit."""
 
+    n_layer: PosInt | None = 1
     n_embd: PosInt | None = 128
     warmup_steps: NonNegInt = 20
-    eval_every: NonNegInt = 60
-    checkpoint_every: NonNegInt = 60
+    eval_every: NonNegInt = 150
+    checkpoint_every: NonNegInt = 200
+    # sequence: the paper's prefix-first stage 2; aligned / both: digit.registry.PREFIX_MODES
+    prefix_mode: Literal[PREFIX_MODES] = "both"  # type: ignore[valid-type]
 
 
 class TopKP(Section):
@@ -348,6 +372,9 @@ class ProbeParams(Section):
 
 class Params(Section):
     seed: int
+    # The seed axis (pipeline/sets.py): the models behind claims 2-4 run once per entry; `seed` is
+    # the main one, which everything else uses, and must be among them.
+    seeds: Annotated[list[NonNegInt], Field(min_length=1)] = [0, 1, 2]
     device: str = "auto"
     data: DataParams
     encoder: EncoderParams
@@ -359,6 +386,7 @@ class Params(Section):
     vq: VQParams
     ar: ARParams
     renderer: RendererParams
+    path: PathParams = Field(default_factory=PathParams)
     generate: GenerateParams
     evalnet: EvalNetParams = Field(default_factory=EvalNetParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
@@ -370,6 +398,10 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
+        if self.seed not in self.seeds or len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(
+                f"seeds: expected distinct seeds that include seed={self.seed}, got {self.seeds}"
+            )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (got {self.device!r})")
         patch = ENCODER_PATCH[self.encoder.name]

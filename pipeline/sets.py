@@ -7,12 +7,36 @@ A sample set ``<name>`` is ``samples/<name>.zarr``, ``reports/figures/samples_<n
 / KID). dvc.yaml spells the same names in its templates; tests/test_sets.py resolves dvc.yaml
 through DVC and checks that its stages write exactly these sets and read the token models and
 renderers named here. The report (pipeline/report/) builds no name of its own.
+
+The seed axis: the models behind the generation and probe claims -- the unconditional token models
+over discriminative tokens (every K) and over VQ tokens, and the "ar" renderers of every K -- are
+trained once per entry of ``seeds``, and so are the sets sampled from them and their probes. Their
+files carry ``_s<seed>`` (``models/ar_k256_s1.pt``, ``metrics/gen_digit_k256_ar_s1.json``);
+``sample_sets`` names the sets without it, as the report reads them (pipeline/report/metrics.py
+gathers the seeds of a name), and ``dag_sets`` lists the files the DAG writes. The variants
+(class-conditional, MaskGIT, MAE) run once, from the models of the main ``seed``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Literal
+
+SEED_SUFFIX = re.compile(r"^(?P<name>.+)_s(?P<seed>\d+)$")
+
+
+def seeded(name: str, seed: int) -> str:
+    """The file stem of ``name`` trained / sampled with ``seed``."""
+    return f"{name}_s{seed}"
+
+
+def seed_of(stem: str) -> tuple[str, int | None]:
+    """(name, seed) of a file stem; seed None for a stem of the unseeded variants."""
+    match = SEED_SUFFIX.match(stem)
+    return (match["name"], int(match["seed"])) if match else (stem, None)
+
 
 # --- token models (metrics/ar_<model>.json, models/ar_<model>.pt) and their probes ------------------
 
@@ -24,6 +48,18 @@ MAE_MODEL = "mae"  # the AR model over K-Means tokens of the masked-autoencoder 
 def disc_model(k: int, conditional: bool = False) -> str:
     """The AR model over the discriminative (SimCLR + K-Means) tokens of cluster count ``k``."""
     return f"k{k}_cond" if conditional else f"k{k}"
+
+
+PATH_STEPS = ("long", "large")  # Fig. 3(a) after the tokenizer swap: + longer training, + larger
+
+
+def path_model(k: int, step: str) -> str:
+    """The main-K token model of a Fig. 3(a) path step (``PATH_STEPS``)."""
+    return f"k{k}_{step}"
+
+
+def path_set(k: int, step: str) -> str:
+    return f"digit_k{k}_{step}_ar"
 
 
 def renderer_name(tokens: str, k: int, kind: Literal["ar", "maskgit"]) -> str:
@@ -84,6 +120,21 @@ def probe_models(ks: list[int]) -> list[str]:
     return [disc_model(k) for k in ks] + [VQ_MODEL, MAE_MODEL]
 
 
+def seeded_models(ks: list[int]) -> set[str]:
+    """The token models and renderers trained once per seed (module doc)."""
+    return {*(disc_model(k) for k in ks), VQ_MODEL, *(renderer_name("disc", k, "ar") for k in ks)}
+
+
+def dag_probes(ks: list[int], seeds: list[int]) -> list[str]:
+    """The probe metrics stems the DAG writes."""
+    per_seed = seeded_models(ks)
+    return [
+        probe(seeded(m, s) if m in per_seed else m)
+        for m in probe_models(ks)
+        for s in (seeds if m in per_seed else [None])
+    ]
+
+
 # --- sample sets --------------------------------------------------------------------------------
 
 Source = Literal["sample", "gt", "recon"]
@@ -102,10 +153,25 @@ class SampleSet:
     renderer: str | None  # renderer_<renderer>; None: VQ tokens go straight to the VQ decoder
     conditional: bool
     table: GenTable | None  # the generation table that shows it (None: only the ablations)
+    seeded: bool = False  # one set per seed (module doc); else sampled from the main seed's models
 
     @property
     def metrics(self) -> str:
         return gen(self.name)
+
+    def for_seed(self, seed: int, per_seed: set[str]) -> SampleSet:
+        """The set as the DAG writes it for ``seed``: its own name and its models' file stems
+        carry the seed where they are trained per seed (``per_seed``, from seeded_models)."""
+
+        def model(m: str | None) -> str | None:
+            return seeded(m, seed) if m in per_seed else m
+
+        return dataclasses.replace(
+            self,
+            name=seeded(self.name, seed) if self.seeded else self.name,
+            token_model=model(self.token_model),
+            renderer=model(self.renderer),
+        )
 
 
 def vq_set(conditional: bool = False) -> str:
@@ -117,6 +183,11 @@ VQ_RECON_SET = "vq_recon"
 
 def digit_set(k: int, kind: Literal["ar", "maskgit"] = "ar", conditional: bool = False) -> str:
     return f"digit_k{k}_cond_{kind}" if conditional else f"digit_k{k}_{kind}"
+
+
+def untruncated_set(k: int) -> str:
+    """DiGIT sampled like the VQ baseline: the renderer without top-p (generate --variant)."""
+    return f"digit_k{k}_ar_untruncated"
 
 
 def gt_set(k: int, kind: Literal["ar", "maskgit"]) -> str:
@@ -145,6 +216,7 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
             renderer=renderer_name("disc", k, kind),
             conditional=cond,
             table=(t4 if cond else t3) if k == m else None,
+            seeded=kind == "ar" and not cond,
         )
 
     def vq(cond: bool, label: str) -> SampleSet:
@@ -158,6 +230,7 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
             renderer=None,
             conditional=cond,
             table=t4 if cond else t3,
+            seeded=not cond,
         )
 
     def gt(kind: Literal["ar", "maskgit"], label: str) -> SampleSet:
@@ -177,6 +250,17 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
         vq(False, "AR over VQ tokens"),
         *(digit(k, "ar", False, f"DiGIT (+VQ AR renderer), K={k}") for k in ks),
         digit(m, "maskgit", False, f"DiGIT (+MaskGIT renderer), K={m}"),
+        SampleSet(
+            name=untruncated_set(m),
+            label=f"DiGIT (+VQ AR renderer untruncated, top-p 1: the VQ row's sampling), K={m}",
+            source="sample",
+            tokens="disc",
+            k=m,
+            token_model=disc_model(m),
+            renderer=renderer_name("disc", m, "ar"),
+            conditional=False,
+            table=t3,
+        ),
         gt("ar", "AR"),
         gt("maskgit", "MaskGIT"),
         SampleSet(
@@ -192,6 +276,23 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
         ),
         vq(True, "AR over VQ tokens, class-conditional"),
         digit(m, "ar", True, f"DiGIT (+VQ AR renderer), K={m}, class-conditional"),
+        digit(m, "maskgit", True, f"DiGIT (+MaskGIT renderer), K={m}, class-conditional"),
+        *(
+            SampleSet(
+                name=path_set(m, step),
+                label=f"DiGIT K={m}, {what}",
+                source="sample",
+                tokens="disc",
+                k=m,
+                token_model=path_model(m, step),
+                renderer=renderer_name("disc", m, "ar"),
+                conditional=False,
+                table=None,
+            )
+            for step, what in zip(
+                PATH_STEPS, ("+ longer training", "+ longer training + larger model"), strict=True
+            )
+        ),
         SampleSet(
             name=mae_set(m),
             label=f"DiGIT over MAE-encoder tokens (+VQ AR renderer), K={m}",
@@ -205,3 +306,15 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
         ),
     ]
     return {s.name: s for s in sets}
+
+
+def dag_sets(ks: list[int], main_k: int, seeds: list[int], main_seed: int) -> dict[str, SampleSet]:
+    """Every set the DAG writes, by file name: the seeded sets once per seed, the others once
+    from the main seed's models."""
+    per_seed = seeded_models(ks)
+    out = {}
+    for s in sample_sets(ks, main_k).values():
+        for seed in seeds if s.seeded else [main_seed]:
+            c = s.for_seed(seed, per_seed)
+            out[c.name] = c
+    return out

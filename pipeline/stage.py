@@ -24,6 +24,7 @@ log = logging.getLogger("digit")
 # stops there). The report reads metrics/, not timings/.
 _timings: dict[str, float] = {}
 _timings_path: list[str | None] = [None]
+_seed: list[int | None] = [None]  # --seed: this branch of the seed axis (replaces params.seed)
 
 
 def record_timing(**figures: float) -> None:
@@ -52,8 +53,10 @@ def cli(
         parser.add_argument(f"--{name}", type=typ, required=True)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--timings", default=None, help="JSON of this run's wall-clock figures")
+    parser.add_argument("--seed", type=int, default=None, help="the seed axis: replaces `seed`")
     args = parser.parse_args()
     _timings_path[0] = args.timings
+    _seed[0] = args.seed
     return args
 
 
@@ -74,6 +77,8 @@ def stage(name: str, params_path: str = "params.yaml") -> Iterator[Params]:
     start = time.perf_counter()
     try:
         params = load(params_path)
+        if _seed[0] is not None:
+            params = params.model_copy(update={"seed": _seed[0]})
         seed_everything(params.seed)
         log.info("stage %s: start", name)
         yield params

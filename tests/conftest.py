@@ -40,9 +40,17 @@ def one_thread():
 PROJECT_FILES = [".dvc/config", ".dvc/.gitignore", "dvc.yaml", "params.yaml", "digit", "pipeline"]
 
 
+# Stages run by the tests use one thread (the background smoke run shares the 2 cores with the unit
+# tests), and every run a test compares with another uses the same count: bit-identical outputs
+# hold at one thread count only.
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def dvc(cwd: Path, *args: str) -> str:
-    """Run the real DVC CLI; fail the test with its output tail when it fails."""
-    proc = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True)
+    """Run the real DVC CLI (one thread per stage); fail the test with its output tail when it
+    fails."""
+    env = {**os.environ, **ONE_THREAD_ENV}
+    proc = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -79,7 +87,7 @@ def pytest_collection_modifyitems(config, items):
         return
     items[:] = [item for item in items if item not in late] + late
     work = copy_project(Path(tempfile.mkdtemp(prefix="digit-smoke-")) / "work")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, **ONE_THREAD_ENV}
     log = (work / "first_run.log").open("w")
     proc = subprocess.Popen(
         ["dvc", "repro"], cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env

@@ -1,8 +1,9 @@
 """pipeline/report/claims.py: every outcome of every claim's rule, forced by hand-made metrics.
 
-One test per (claim, verdict) the rule can give. The "untestable here" outcome (a claim whose
-premise fails at this scale) is not in the rules yet, so it has no test here."""
+One test per (claim, verdict) the rule can give; claims 2-4 from per-seed files as the seed axis
+writes them, and the premise checks that turn a verdict into "untestable here"."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,16 @@ import pytest
 from pipeline import params as P
 from pipeline import sets
 from pipeline.report.claims import (
+    Verdict,
     claim_generation,
     claim_k,
     claim_probe,
     claim_stability,
     claim_toy,
+    gate,
+    premises,
 )
-from pipeline.report.metrics import Metrics
+from pipeline.report.metrics import Metrics, MissingMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,130 +97,220 @@ def test_stability_not_tested():
     assert claim_stability(stability(disc=[0.0, 0.1, 0.2, 0.1])).verdict == "not tested"
 
 
-# ---------------------------------------------------------------- claim 2: generation (Table 3)
+# ------------------------------------------ claims 2-4: paired over seeds, files as the DAG writes
 
 
-def generation(params, disc: tuple[float, float], vq: tuple[float, float], std=0.1) -> Metrics:
+def seeded(tmp_path, **per_seed: list[dict]) -> Metrics:
+    """Metrics.load over files written as the seed axis writes them: ``<name>_s<seed>.json``."""
+    for name, records in per_seed.items():
+        for seed, record in enumerate(records):
+            (tmp_path / f"{sets.seeded(name, seed)}.json").write_text(json.dumps(record))
+    return Metrics.load(tmp_path, list(range(len(next(iter(per_seed.values()))))))
+
+
+def generation(tmp_path, params, disc: list[tuple], vq: list[tuple]) -> Metrics:
+    """disc / vq: per seed (FID, IS)."""
     k = params.kmeans.main_k
-    return metrics(
+    return seeded(
+        tmp_path,
         **{
-            sets.gen(sets.digit_set(k)): {"fid": disc[0], "isc_mean": disc[1], "isc_std": std},
-            sets.gen(sets.vq_set()): {"fid": vq[0], "isc_mean": vq[1], "isc_std": std},
+            sets.gen(sets.digit_set(k)): [{"fid": f, "isc_mean": i} for f, i in disc],
+            sets.gen(sets.vq_set()): [{"fid": f, "isc_mean": i} for f, i in vq],
+        },
+    )
+
+
+VQ3 = [(10.0, 5.0), (11.0, 5.2), (10.5, 4.9)]
+
+
+@pytest.mark.parametrize(
+    "disc, verdict",
+    [
+        # every seed's FID 2 lower and IS 1 higher than the same seed's VQ: supported
+        ([(8.0, 6.0), (9.0, 6.2), (8.5, 5.9)], "supported"),
+        # FID better by a steady 2; IS differences +0.5, -0.6, +0.2 straddle 0: partly
+        ([(8.0, 5.5), (9.0, 4.6), (8.5, 5.1)], "partly supported"),
+        # FID differences -2, +3, -1 straddle 0, IS steady +1: partly
+        ([(12.0, 6.0), (8.0, 6.2), (11.5, 5.9)], "partly supported"),
+        # FID worse by a steady 2, IS unresolved: not supported
+        ([(12.0, 5.5), (13.0, 4.6), (12.5, 5.1)], "not supported"),
+        # both straddle 0: inconclusive
+        ([(12.0, 5.5), (8.0, 4.6), (11.5, 5.1)], "inconclusive"),
+    ],
+)
+def test_generation_rule_pairs_seeds(tmp_path, params, disc, verdict):
+    v = claim_generation(params, generation(tmp_path, params, disc, VQ3))
+    assert v.verdict == verdict, v.evidence
+    assert "t-interval, 3 seeds" in v.evidence
+
+
+def test_generation_pairing_removes_the_seed_to_seed_spread(tmp_path, params):
+    """Seed-to-seed spread far larger than the gap (FID 5..25), but every seed's DiGIT is 1 lower
+    than the same seed's VQ: paired, that is a clear difference."""
+    vq = [(5.0, 5.0), (15.0, 5.0), (25.0, 5.0)]
+    disc = [(4.0, 5.5), (14.1, 5.4), (23.9, 5.6)]
+    assert claim_generation(params, generation(tmp_path, params, disc, vq)).verdict == "supported"
+
+
+def test_one_seed_measures_no_noise(tmp_path, params):
+    v = claim_generation(params, generation(tmp_path, params, [(1.0, 9.0)], [(10.0, 5.0)]))
+    assert v.verdict == "inconclusive" and "one seed" in v.evidence
+
+
+def test_generation_not_tested(tmp_path, params):
+    m = generation(tmp_path, params, [(8.0, 6.0)] * 2, VQ3[:2])
+    del m.data[sets.gen(sets.vq_set())]
+    assert claim_generation(params, m).verdict == "not tested"
+
+
+def probes(tmp_path, params, disc: list[float], vq: list[float], n_layers: int = 4) -> Metrics:
+    k = params.kmeans.main_k
+
+    def rec(top1: float, seed: int) -> dict:
+        return {
+            "best_top1": top1,
+            "best_layer": 1 + seed % n_layers,
+            "n_layers": n_layers,
+            "top1_per_layer": [top1] * n_layers,
+            "embedding_top1": top1 - 0.1,
+            "raw_tokens_top1": top1 + 0.01,
         }
+
+    return seeded(
+        tmp_path,
+        **{
+            sets.probe(sets.disc_model(k)): [rec(t, i) for i, t in enumerate(disc)],
+            sets.probe(sets.VQ_MODEL): [rec(t, i) for i, t in enumerate(vq)],
+        },
     )
 
 
 @pytest.mark.parametrize(
     "disc, vq, verdict",
     [
-        ((8.0, 6.0), (10.0, 5.0), "supported"),  # FID 20% lower, IS 1.0 higher (noise 0.2)
-        ((8.0, 5.1), (10.0, 5.0), "partly supported"),  # FID better, IS tied
-        ((10.2, 6.0), (10.0, 5.0), "partly supported"),  # FID tied, IS better
-        ((8.0, 4.0), (10.0, 5.0), "partly supported"),  # FID better, IS worse
-        ((12.0, 5.0), (10.0, 5.0), "not supported"),  # FID worse, IS tied
-        ((12.0, 4.0), (10.0, 5.0), "not supported"),  # both worse
-        ((9.8, 5.15), (10.0, 5.0), "inconclusive (within noise)"),  # 2% FID, IS within stds
+        # the records' raw-token probe is top-1 + 0.01: the blocks add nothing -> partly
+        ([0.80, 0.82, 0.81], [0.70, 0.71, 0.69], "partly supported"),
+        ([0.70, 0.72, 0.69], [0.70, 0.71, 0.69], "inconclusive"),  # +0, +0.01, 0
+        ([0.60, 0.61, 0.62], [0.70, 0.71, 0.69], "not supported"),
     ],
 )
-def test_generation_rule(params, disc, vq, verdict):
-    assert claim_generation(params, generation(params, disc, vq)).verdict == verdict
-
-
-def test_generation_is_noise_comes_from_the_split_stds(params):
-    """The same IS gap is a win with small split stds and a tie with large ones."""
-    m = generation(params, (8.0, 5.5), (10.0, 5.0), std=0.1)
-    assert claim_generation(params, m).verdict == "supported"
-    m = generation(params, (8.0, 5.5), (10.0, 5.0), std=0.3)
-    assert claim_generation(params, m).verdict == "partly supported"
-
-
-def test_generation_not_tested(params):
-    m = generation(params, (8.0, 6.0), (10.0, 5.0))
-    del m.data[sets.gen(sets.vq_set())]
-    assert claim_generation(params, m).verdict == "not tested"
-
-
-# ---------------------------------------------------------------- claim 3: linear probe (Table 2)
-
-
-def probes(params, disc: float, vq: float, best: int = 2, n_layers: int = 4, n_val=400):
-    k = params.kmeans.main_k
-    files = {
-        sets.probe(sets.disc_model(k)): {
-            "best_top1": disc,
-            "best_layer": best,
-            "n_layers": n_layers,
-            "top1_per_layer": [disc] * n_layers,
-        },
-        sets.probe(sets.VQ_MODEL): {"best_top1": vq, "best_layer": 1, "n_layers": n_layers},
-    }
-    if n_val:
-        files[sets.PREPARE] = {"n_val": n_val}
-    return metrics(**files)
-
-
-@pytest.mark.parametrize(
-    "disc, vq, best, verdict",
-    [
-        # two binomial SEs of the gap on 400 val images: 2 sqrt(2 * 0.25 / 400) ~ 0.07
-        (0.8, 0.5, 2, "supported"),  # a middle block
-        (0.8, 0.5, 4, "partly supported"),  # the peak is the last block
-        (0.8, 0.5, 1, "partly supported"),  # ... or the first
-        (0.54, 0.5, 2, "inconclusive (within noise)"),
-        (0.46, 0.5, 2, "inconclusive (within noise)"),
-        (0.3, 0.5, 2, "not supported"),
-    ],
-)
-def test_probe_rule(params, disc, vq, best, verdict):
-    v = claim_probe(params, probes(params, disc, vq, best))
+def test_probe_rule_pairs_seeds(tmp_path, params, disc, vq, verdict):
+    v = claim_probe(params, probes(tmp_path, params, disc, vq))
     assert v.verdict == verdict, v.evidence
+    assert "layer 0 (input embedding)" in v.evidence and "raw tokens" in v.evidence
+    assert "cannot be judged" in v.evidence  # 4 blocks: no middle
+    assert "best block per seed 1, 2, 3 of 4" in v.evidence
 
 
-def test_probe_noise_shrinks_with_more_val_images(params):
-    assert claim_probe(params, probes(params, 0.54, 0.5, n_val=400)).verdict.startswith("incon")
-    assert claim_probe(params, probes(params, 0.54, 0.5, n_val=40000)).verdict == "supported"
+def test_probe_supported_when_the_blocks_add_to_their_input(tmp_path, params):
+    m = probes(tmp_path, params, [0.80, 0.82, 0.81], [0.70, 0.71, 0.69])
+    for seed, run in m.runs(sets.probe(sets.disc_model(params.kmeans.main_k))).items():
+        run["raw_tokens_top1"] = run["best_top1"] - 0.05 - 0.01 * seed
+    v = claim_probe(params, m)
+    assert v.verdict == "supported", v.evidence
+    assert "advantage is the tokens'" not in v.evidence
 
 
-def test_probe_not_tested(params):
-    m = probes(params, 0.8, 0.5)
+def test_probe_not_tested(tmp_path, params):
+    m = probes(tmp_path, params, [0.8, 0.8], [0.5, 0.6])
     del m.data[sets.probe(sets.VQ_MODEL)]
     assert claim_probe(params, m).verdict == "not tested"
 
 
-# ---------------------------------------------------------------- claim 4: the K ablation
+def k_ablation(tmp_path, params, top1: dict[int, list[float]], fid: dict[int, list[float]]):
+    files = {}
+    for k in params.kmeans.ks:
+        files[sets.probe(sets.disc_model(k))] = [{"best_top1": p} for p in top1[k]]
+        files[sets.gen(sets.digit_set(k))] = [{"fid": f} for f in fid[k]]
+    return seeded(tmp_path, **files)
 
 
-def k_ablation(params, top1: list[float | None], fid: list[float | None], n_val=400) -> Metrics:
-    files = {sets.PREPARE: {"n_val": n_val}}
-    for k, p, f in zip(params.kmeans.ks, top1, fid, strict=True):
-        if p is not None:
-            files[sets.probe(sets.disc_model(k))] = {"best_top1": p}
-        if f is not None:
-            files[sets.gen(sets.digit_set(k))] = {"fid": f}
-    return metrics(**files)
+FLAT = {8: [0.5, 0.52, 0.48], 16: [0.51, 0.49, 0.5], 32: [0.5, 0.5, 0.51]}
+FLAT_FID = {8: [10.0, 11.0, 9.0], 16: [10.5, 9.5, 10.0], 32: [9.8, 10.6, 10.2]}
 
 
-@pytest.mark.parametrize(
-    "top1, fid, verdict",
-    [
-        ([0.4, 0.5, 0.7], [10.0, 10.0, 10.0], "supported"),  # probe spread 0.3 > 2 SE ~ 0.07
-        ([0.5, 0.5, 0.5], [10.0, 11.5, 10.5], "supported"),  # FID spread 15% > 10%
-        ([0.5, 0.52, 0.48], [10.0, 10.5, 10.8], "not supported"),  # both within noise
-        ([0.5, 0.5, 0.5], [10.0, 10.0, 10.0], "not supported"),  # identical
-        ([None, 0.5, 0.7], [None, 10.0, None], "supported"),  # two K suffice
-        ([None, 0.5, None], [None, 10.0, None], "not tested"),  # one K
-    ],
-)
-def test_k_rule(params, top1, fid, verdict):
-    v = claim_k(params, k_ablation(params, top1, fid))
-    assert v.verdict == verdict, v.evidence
+def test_k_rule(tmp_path, params):
+    v = claim_k(params, k_ablation(tmp_path, params, FLAT, FLAT_FID))
+    assert v.verdict == "inconclusive" and "no pair of K differs" in v.evidence
+    rising = {8: [0.5, 0.52, 0.48], 16: [0.6, 0.62, 0.58], 32: [0.7, 0.72, 0.68]}
+    v = claim_k(params, k_ablation(tmp_path, params, rising, FLAT_FID))
+    assert v.verdict == "supported" and "probe top-1 K=32 - K=8 +0.2000" in v.evidence
+    assert "Bonferroni" in v.evidence
 
 
-def test_k_probe_noise_uses_the_val_size(params):
-    """The same probe spread matters on many val images and not on few."""
-    top1, fid = [0.5, 0.55, 0.6], [10.0, 10.0, 10.0]
-    assert claim_k(params, k_ablation(params, top1, fid, n_val=100)).verdict == "not supported"
-    assert claim_k(params, k_ablation(params, top1, fid, n_val=10000)).verdict == "supported"
+def test_k_fid_alone_suffices(tmp_path, params):
+    fid = {8: [10.0, 11.0, 9.0], 16: [10.5, 9.5, 10.0], 32: [14.0, 15.0, 13.1]}
+    v = claim_k(params, k_ablation(tmp_path, params, FLAT, fid))
+    assert v.verdict == "supported" and "FID K=32 - K=8" in v.evidence
+
+
+# ---------------------------------------------------------------- premises and "untestable here"
+
+
+def premise_metrics(tmp_path, params, gt_fid=6.0, recon_fid=5.0, encoder=None, n_gen=500):
+    k = params.kmeans.main_k
+    files = {
+        sets.ENCODER: encoder
+        or {
+            "knn_top1": {"pixels": 0.9, "random": 0.5, "trained": 0.92},
+            "probe_top1": {"pixels": 0.9, "random": 0.6, "trained": 0.93},
+        },
+        sets.tokens(k): {"trained": {"token_probe_top1": 0.9}, "random": {"token_probe_top1": 0.8}},
+        sets.gen(sets.gt_set(k, "ar")): {"fid": gt_fid, "source_top1": 0.95},
+        sets.gen(sets.VQ_RECON_SET): {"fid": recon_fid},
+        sets.EVALNET: {"feat_dim": 128},
+    }
+    for name, record in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    for seed in params.seeds:
+        (tmp_path / f"{sets.seeded(sets.gen(sets.digit_set(k)), seed)}.json").write_text(
+            json.dumps({"fid": 7.0, "n_gen": n_gen, "extractor": "evalnet"})
+        )
+    return Metrics.load(tmp_path, params.seeds)
+
+
+def test_premises_pass_and_gate_nothing(tmp_path, params):
+    checks = premises(params, premise_metrics(tmp_path, params))
+    assert all(p.passed for p in checks), [p.evidence for p in checks if not p.passed]
+    v = Verdict("c", "supported", "e")
+    assert gate(v, 2, checks) is v
+
+
+def test_a_weak_renderer_makes_generation_claims_untestable(tmp_path, params):
+    checks = premises(params, premise_metrics(tmp_path, params, gt_fid=12.0, recon_fid=5.0))
+    failed = [p for p in checks if not p.passed]
+    assert len(failed) == 1 and "2.40x" in failed[0].evidence and failed[0].gates == (2, 4)
+    v = gate(Verdict("c", "supported", "FID 1 vs 2"), 2, checks)
+    assert v.verdict == "untestable here"
+    assert "renderer" in v.evidence and "would say supported: FID 1 vs 2" in v.evidence
+    assert gate(Verdict("c", "supported", "e"), 3, checks).verdict == "supported"
+
+
+def test_an_encoder_no_better_than_random_gates_claims_1_to_4(tmp_path, params):
+    enc = {"knn_top1": {"pixels": 0.9, "random": 0.6, "trained": 0.6}}
+    checks = premises(params, premise_metrics(tmp_path, params, encoder=enc))
+    for claim in (1, 2, 3, 4):
+        assert gate(Verdict("c", "supported", "e"), claim, checks).verdict == "untestable here"
+    assert gate(Verdict("c", "supported", "e"), 5, checks).verdict == "supported"
+
+
+def test_encoder_below_pixels_is_reported_but_gates_nothing(tmp_path, params):
+    enc = {"knn_top1": {"pixels": 0.95, "random": 0.5, "trained": 0.9}}
+    checks = premises(params, premise_metrics(tmp_path, params, encoder=enc))
+    pixels = next(p for p in checks if "pixels" in p.check)
+    assert not pixels.passed and pixels.gates == ()
+
+
+def test_too_few_samples_for_fid(tmp_path, params):
+    checks = premises(params, premise_metrics(tmp_path, params, n_gen=200))
+    (few,) = [p for p in checks if not p.passed]
+    assert "200 generated images" in few.evidence and few.gates == (2, 4)
+
+
+def test_a_missing_seed_is_an_error(tmp_path, params):
+    (tmp_path / "gen_vq_s0.json").write_text("{}")
+    with pytest.raises(MissingMetrics, match="gen_vq_s1.json"):
+        Metrics.load(tmp_path, [0, 1])
 
 
 # ---------------------------------------------------------------- claim 5: the PCA vs LDA toy

@@ -64,7 +64,9 @@ def test_smoke_generative_outputs(smoke):
     vq_tokens = zarr.open_group(str(smoke / "tokens/vq.zarr"), mode="r")["tokens"]
     disc = zarr.open_group(str(smoke / f"tokens/disc_k{main}.zarr"), mode="r")["tokens"]
     assert vq_tokens.shape == disc.shape  # the same token grid for both AR models
-    models = [f"k{k}" for k in ks] + [f"k{main}_cond", "vq", "vq_cond"]
+    seeds, seed = params["seeds"], params["seed"]
+    per_seed = [f"{m}_s{s}" for m in [*(f"k{k}" for k in ks), "vq"] for s in seeds]
+    models = per_seed + [f"k{main}_cond", "vq_cond", f"k{main}_long", f"k{main}_large"]
     for m in models:
         ar = metrics(smoke, f"ar_{m}")
         # context helps: below the unigram model of the same tokens (measured by 0.7-1.8 bits)
@@ -75,13 +77,15 @@ def test_smoke_generative_outputs(smoke):
     # The renderers: after 12 steps the true prefix does not reliably beat a shuffled one
     # (measured gaps of -0.001 to 0.008 nats), so that relation is tested on a renderer trained
     # longer (tests/test_train.py::test_stage2_uses_its_prefix, with the stage's derangement).
-    for r in [f"k{k}_ar" for k in ks] + [f"k{main}_maskgit"]:
+    for r in [f"k{k}_ar_s{s}" for k in ks for s in seeds] + [f"k{main}_maskgit"]:
         s2 = metrics(smoke, f"renderer_{r}")
         uniform = math.log(s2["vq_vocab"])  # nats of a uniform guess: measured 1.0-1.7 below
         assert s2["val_loss"] < uniform and s2["val_loss_shuffled_prefix"] < uniform, r
         assert s2["val_bits_per_token"] == pytest.approx(s2["val_loss"] / math.log(2), abs=1e-3)
-    sets = [f"digit_k{k}_ar" for k in ks] + [f"digit_k{main}_maskgit", f"digit_k{main}_cond_ar"]
-    sets += ["vq", "vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]
+    sets = [f"{x}_s{s}" for x in [*(f"digit_k{k}_ar" for k in ks), "vq"] for s in seeds]
+    sets += [f"digit_k{main}_{v}" for v in ("maskgit", "cond_ar", "cond_maskgit", "ar_untruncated")]
+    sets += [f"digit_k{main}_{v}_ar" for v in ("long", "large")]
+    sets += ["vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]
     for name in sets:
         g = zarr.open_group(str(smoke / f"samples/{name}.zarr"), mode="r")
         images = g["images"][:]
@@ -98,10 +102,24 @@ def test_smoke_generative_outputs(smoke):
             smoke / f"reports/figures/samples_{name}.png", images, params["generate"]["grid"]
         )
     # One stage-1 model, one seed: both renderers start from the same sampled disc tokens.
-    a = zarr.open_group(str(smoke / f"samples/digit_k{main}_ar.zarr"), mode="r")["tokens"][:]
-    b = zarr.open_group(str(smoke / f"samples/digit_k{main}_maskgit.zarr"), mode="r")["tokens"][:]
-    assert np.array_equal(a, b)
+    a = zarr.open_group(str(smoke / f"samples/digit_k{main}_ar_s{seed}.zarr"), mode="r")
+    b = zarr.open_group(str(smoke / f"samples/digit_k{main}_maskgit.zarr"), mode="r")
+    assert np.array_equal(a["tokens"][:], b["tokens"][:])
+    # Another seed: another token model, other samples.
+    other = next(s for s in seeds if s != seed)
+    c = zarr.open_group(str(smoke / f"samples/digit_k{main}_ar_s{other}.zarr"), mode="r")
+    assert not np.array_equal(a["tokens"][:], c["tokens"][:])
     assert not (smoke / "checkpoints").exists() or not any((smoke / "checkpoints").iterdir())
+    # The render check: originals / VQ reconstructions / renders of the same val images.
+    from PIL import Image
+
+    check = Image.open(smoke / f"reports/figures/render_check_gt_k{main}_ar.png")
+    assert check.size[0] > check.size[1] > 100
+    gt = metrics(smoke, f"gen_gt_k{main}_ar")
+    assert 0.0 <= gt["source_top1"] <= 1.0 and "source_top1" in metrics(smoke, "gen_vq_recon")
+    # Probes report what the blocks add over their input.
+    probe = metrics(smoke, f"probe_k{main}_s{seed}")
+    assert 0.0 <= probe["embedding_top1"] <= 1.0 and 0.0 <= probe["raw_tokens_top1"] <= 1.0
 
 
 def test_smoke_stability_and_sampling(smoke):
@@ -152,7 +170,7 @@ def test_second_repro_is_a_noop(smoke):
     assert "up to date" in dvc(smoke, "status")
 
 
-@pytest.mark.parametrize("stage", ["ar@8", "renderer@8", "vq@main"])
+@pytest.mark.parametrize("stage", ["ar@8-0", "renderer@8-0", "vq@main"])
 def test_retraining_with_the_same_inputs_writes_the_same_bytes(smoke, tmp_path, stage):
     """A training stage re-run on unchanged inputs (same seed, machine and thread count) writes
     byte-identical model files, so DVC stops there: nothing downstream becomes stale. Wall-clock
@@ -161,8 +179,8 @@ def test_retraining_with_the_same_inputs_writes_the_same_bytes(smoke, tmp_path, 
 
     work = clone_run(smoke, tmp_path / "work")
     outs = {
-        "ar@8": ["models/ar_k8.pt"],
-        "renderer@8": ["models/renderer_k8_ar.pt"],
+        "ar@8-0": ["models/ar_k8_s0.pt"],
+        "renderer@8-0": ["models/renderer_k8_ar_s0.pt"],
         "vq@main": ["models/vq.pt", "tokens/vq.zarr"],
     }[stage]
 

@@ -129,9 +129,18 @@ def test_changed_branch_runs_and_the_rest_skips(flow_runs):
         "evaluate_k",
         "probe",
     )
-    assert {f"{s}@{k}" for s in per_k} | {"report"} <= branch, branch
+    seeds = yaml.safe_load((flow_runs["work"] / "params.yaml").read_text())["seeds"]
+    per_k_seed = ("ar", "renderer", "generate", "evaluate_k", "probe")  # stage@K-SEED
+    expected = {f"{s}@{k}" for s in per_k if s not in per_k_seed}
+    expected |= {f"{s}@{k}-{seed}" for s in per_k_seed for seed in seeds}
+    assert expected | {"report"} <= branch, branch
     # Nothing else: not the shared upstream, the main-K-only or VQ stages, nor the other K.
-    assert branch - {"report"} == {n for n in branch if n.endswith(f"@{k}")}, branch
+    mine = {
+        n
+        for n in branch
+        if n.endswith(f"@{k}") or n.startswith(tuple(f"{s}@{k}-" for s in per_k_seed))
+    }
+    assert branch - {"report"} == mine, branch
     states = {n: t.state.name for n, t in tasks.items()}
     assert {states[n] for n in branch} == {"Completed"}, states
     assert {states[n] for n in set(tasks) - branch} == {"Skipped"}, states
@@ -181,7 +190,8 @@ def test_artifacts_published(flow_runs):
             key = f"{kind}-" + re.sub(r"[^a-z0-9]+", "-", Path(rel).stem.lower()).strip("-")
             assert key in artifacts, (key, sorted(artifacts))
             assert tasks.get(artifacts[key].task_run_id), key  # attached to a stage's task
-    assert "metrics-" + flow_runs["changed"].replace("kmeans@", "ar-k") in artifacts
+    seed = yaml.safe_load((work / "params.yaml").read_text())["seed"]
+    assert "metrics-" + flow_runs["changed"].replace("kmeans@", "ar-k") + f"-s{seed}" in artifacts
 
 
 def test_failed_stage_stops_its_downstream_and_records_nothing(flow_runs):

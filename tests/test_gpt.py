@@ -5,25 +5,36 @@ import dataclasses
 import pytest
 import torch
 
-from digit.gpt import GPT, GPT_SIZES, GPTConfig, build_gpt, count_params
+from digit.gpt import GPT, GPT_SIZES, GPTConfig, build_gpt, count_params, grid_alignment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-MODES = ["uncond", "class", "prefix_causal", "prefix_bidir"]
+MODES = [
+    "uncond",
+    "class",
+    "prefix_causal",
+    "prefix_bidir",
+    "aligned_causal",
+    "aligned_bidir",
+    "both_causal",
+    "both_bidir",
+]
+CAUSAL_PREFIX_MODES = ["prefix_causal", "aligned_causal", "both_causal"]
 SMALL_SIZES = ["tiny", "small"]
 N_CLASSES = 5
 PREFIX_VOCAB = 37
-PREFIX_LEN = 6
+PREFIX_LEN = 9  # a 3 x 3 grid; the registered sizes have 4 x 4 targets (aligned: nearest cell)
 
 
 def make(size: str, mode: str, **overrides) -> GPT:
     kw: dict = {}
     if mode == "class":
         kw["n_classes"] = N_CLASSES
-    if mode.startswith("prefix"):
+    if mode.startswith(("prefix", "aligned", "both")):
         kw.update(prefix_vocab_size=PREFIX_VOCAB, prefix_len=PREFIX_LEN)
-    if mode == "prefix_bidir":
+        kw["prefix_mode"] = {"prefix": "sequence"}.get(mode.split("_")[0], mode.split("_")[0])
+    if mode.endswith("bidir"):
         kw["causal"] = False
     torch.manual_seed(0)
     return build_gpt(size, **{**kw, **overrides})
@@ -76,7 +87,7 @@ def test_forward_backward_shapes(size, mode):
 
     hs = model.hidden_states(idx, cond=cond, prefix=prefix)
     assert len(hs) == cfg.n_layer
-    total = cfg.prefix_len + 1 + idx.size(1)
+    total = cfg.seq_prefix_len + 1 + idx.size(1)
     assert all(h.shape == (2, total, cfg.n_embd) for h in hs)
 
 
@@ -183,7 +194,7 @@ def test_from_config_round_trip():
     assert "kv_cache" not in " ".join(model.state_dict())
 
 
-@pytest.mark.parametrize("mode", ["uncond", "class", "prefix_causal"])
+@pytest.mark.parametrize("mode", ["uncond", "class", *CAUSAL_PREFIX_MODES])
 @pytest.mark.parametrize("n_prefill", [0, 4])
 def test_kv_cache_matches_full_forward(mode, n_prefill):
     model = sharpen(make("tiny", mode))
@@ -219,3 +230,30 @@ def test_kv_cache_multi_token_decode_and_reuse():
 def test_cache_is_causal_only():
     with pytest.raises(RuntimeError, match="causal"):
         make("tiny", "prefix_bidir").setup_cache(2)
+
+
+def test_grid_alignment():
+    torch.testing.assert_close(grid_alignment(49, 49), torch.arange(49))
+    # 2 x 2 prefix over a 4 x 4 target grid: each prefix cell covers a 2 x 2 block.
+    expected = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]).reshape(-1)
+    torch.testing.assert_close(grid_alignment(4, 16), expected)
+    # A 4 x 4 prefix over 3 x 3 targets: cell centres 0.67, 2, 3.33 fall in prefix cells 0, 2, 3.
+    assert grid_alignment(16, 9).tolist() == [0, 2, 3, 8, 10, 11, 12, 14, 15]
+    with pytest.raises(ValueError, match="square"):
+        grid_alignment(6, 16)
+
+
+def test_aligned_prefix_reaches_its_own_position_first():
+    """Causal and aligned only: prefix cell c is read first by the rows predicting the targets it
+    covers; earlier rows cannot see it (no prefix in the sequence)."""
+    model = sharpen(make("tiny", "aligned_causal"))
+    idx, _, prefix, _ = inputs(model)
+    cell = 4  # the centre of the 3 x 3 prefix grid
+    first = int((model.align_index == cell).nonzero()[0])
+    changed = prefix.clone()
+    changed[:, cell] = (changed[:, cell] + 1) % PREFIX_VOCAB
+    a, _ = model(idx, prefix=prefix)
+    b, _ = model(idx, prefix=changed)
+    torch.testing.assert_close(a[:, :first], b[:, :first])
+    assert not torch.allclose(a[:, first], b[:, first])
+    assert model.config.seq_prefix_len == 0 and not hasattr(model, "prefix_wte")

@@ -76,14 +76,16 @@ def test_shape_errors():
 
 
 class StubGPT:
-    """hidden_states like digit.gpt.GPT's (n_layer x (B, 1 + L, D), position 0 the start token):
-    block j's state at a position is (j + 1) * the token id there (0 at the start), in all D dims."""
+    """hidden_states like digit.gpt.GPT's with the input first (1 + n_layer x (B, 1 + L, D),
+    position 0 the start token): layer j's state at a position is (j + 1) * the token id there
+    (0 at the start), in all D dims."""
 
-    n_layer, dim = 3, 5
+    n_layer, dim = 2, 5
 
-    def hidden_states(self, idx):
+    def hidden_states(self, idx, with_input=False):
+        assert with_input
         x = torch.cat([torch.zeros(len(idx), 1), idx.double()], 1)  # (B, 1 + L)
-        return [(j + 1) * x[..., None].expand(-1, -1, self.dim) for j in range(self.n_layer)]
+        return [(j + 1) * x[..., None].expand(-1, -1, self.dim) for j in range(1 + self.n_layer)]
 
 
 def test_pooling_is_the_mean_over_every_position_of_every_block():
@@ -102,7 +104,7 @@ def test_pooling_a_real_gpt_is_per_row():
     model = build_gpt("tiny", vocab_size=16, block_size=8).eval()
     tokens = np.random.default_rng(1).integers(0, 16, size=(10, 8))
     feats = pooled_hidden_states(model, tokens, batch=4, device="cpu")
-    assert feats.shape == (2, 10, 64)
+    assert feats.shape == (3, 10, 64)  # the input embedding and two blocks
     perm = np.random.default_rng(2).permutation(10)
     again = pooled_hidden_states(model, tokens[perm], batch=10, device="cpu")
     assert torch.allclose(again, feats[:, perm], atol=1e-5)
@@ -128,7 +130,9 @@ def test_stage_pairs_each_row_with_its_label(tmp_path, monkeypatch):
     model = build_gpt("tiny", vocab_size=12, block_size=8).eval()
     ckpt = {"extra": {"metrics": {"val_loss": 1.5}}}
     monkeypatch.setattr(stage, "load_model", lambda path, kind, build, device: (model, ckpt))
-    monkeypatch.setattr(stage, "load_tokens", lambda path: type("T", (), {"tokens": tokens}))
+    monkeypatch.setattr(
+        stage, "load_tokens", lambda path: type("T", (), {"tokens": tokens, "vocab": 12})
+    )
 
     def probe(labels):
         images = Images(np.empty((0,)), labels, is_val, ["a", "b", "c"])
@@ -141,8 +145,10 @@ def test_stage_pairs_each_row_with_its_label(tmp_path, monkeypatch):
     assert out["best_top1"] == max(out["top1_per_layer"])
     assert out["best_layer"] == 1 + out["top1_per_layer"].index(out["best_top1"])  # 1-based
     assert "60 val images" in out["protocol"] and out["val_loss"] == 1.5
+    assert out["raw_tokens_top1"] > 0.9 and out["embedding_top1"] > 0.9  # the class is in the ids
     shuffled = probe(rng.permutation(labels))
     assert shuffled["best_top1"] < 0.6  # chance is 1/3
+    assert shuffled["raw_tokens_top1"] < 0.6 and shuffled["embedding_top1"] < 0.6
 
 
 def test_best_layer_is_chosen_on_held_out_train_images():

@@ -33,7 +33,7 @@ from pipeline.io import KILL_BEFORE_RENAME
 
 THREADS = {var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 ENV = {**os.environ, **THREADS}
-AR = "ar@8"
+AR = "ar@8-0"
 # More steps than the smoke preset so that a kill lands between two checkpoints, not after the end.
 CHAIN_PARAMS = {"ar.steps": 40, "ar.checkpoint_every": 10, "ar.eval_every": 20, "ar.log_every": 5}
 KILLED = re.compile(r"exited with (-9|137)")  # SIGKILL, seen directly or through the shell
@@ -166,7 +166,7 @@ def ar_killed(chain, kmeans_killed):
     """`dvc repro ar@8` (tokenize@8 first), the whole process group killed -9 as soon as the first
     training checkpoint exists, then `dvc repro ar@8` again."""
     a = chain.a
-    checkpoint = a / "checkpoints/ar_k8/last.pt"
+    checkpoint = a / "checkpoints/ar_k8_s0/last.pt"
     with open(a / "killed.log", "w") as log:
         proc = subprocess.Popen(
             ["dvc", "repro", AR], cwd=a, env=ENV, stdout=log, stderr=subprocess.STDOUT,
@@ -183,7 +183,7 @@ def ar_killed(chain, kmeans_killed):
 
     after_kill = {
         "step": load_torch(checkpoint)["step"],
-        "model": (a / "models/ar_k8.pt").exists(),
+        "model": (a / "models/ar_k8_s0.pt").exists(),
         "temporaries": temporaries(a / "models"),
         "status": dvc_run(a, "status", AR).stdout,
     }
@@ -198,8 +198,8 @@ def test_kill_during_ar_resumes_from_checkpoint(ar_killed, chain):
     assert AR in after_kill["status"]
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     out = rerun.stdout + rerun.stderr
-    assert f"ar_k8: resuming from step {after_kill['step']} of 40" in out
-    assert not (chain.a / "checkpoints/ar_k8").exists()  # removed once the model is written
+    assert f"ar_k8_s0: resuming from step {after_kill['step']} of 40" in out
+    assert not (chain.a / "checkpoints/ar_k8_s0").exists()  # removed once the model is written
     assert "up to date" in dvc_run(chain.a, "status", AR).stdout
 
 
@@ -214,13 +214,13 @@ def arrays(project: Path) -> dict[str, np.ndarray]:
         "centroids": np.load(project / "centroids/k8.npy"),
         "tokens": zarr.open_group(str(project / "tokens/disc_k8.zarr"), mode="r")["tokens"][:],
     }
-    weights = load_torch(project / "models/ar_k8.pt")["state_dict"]
+    weights = load_torch(project / "models/ar_k8_s0.pt")["state_dict"]
     out.update({f"ar/{k}": v.numpy() for k, v in weights.items()})
     return out
 
 
 def metrics(project: Path) -> dict[str, dict]:
-    files = [*project.glob("metrics/*.json"), project / "dvclive/ar_k8/metrics.json"]
+    files = [*project.glob("metrics/*.json"), project / "dvclive/ar_k8_s0/metrics.json"]
     return {str(f.relative_to(project)): json.loads(f.read_text()) for f in files}
 
 
@@ -248,7 +248,7 @@ def test_same_seed_identical_killed_or_not_other_seed_differs(chain, ar_killed):
         assert xa[name].dtype == xb[name].dtype and np.array_equal(xa[name], xb[name]), name
     assert (a / "centroids/k8.npy").read_bytes() == (b / "centroids/k8.npy").read_bytes()
     # Another seed: another subsample and split, encoder, clustering and model.
-    for name in ("metrics/ssl.json", "metrics/kmeans_k8.json", "metrics/ar_k8.json"):
+    for name in ("metrics/ssl.json", "metrics/kmeans_k8.json", "metrics/ar_k8_s0.json"):
         assert without_timings(ma[name]) != without_timings(mc[name]), name
     for name in ("feats", "centroids", "tokens"):
         assert not np.array_equal(xa[name], xc[name]), name

@@ -11,7 +11,7 @@ from pipeline import params as P
 from pipeline import sets
 from pipeline.report.metrics import MissingMetrics
 from pipeline.report.write import write_reports
-from pipeline.sets import sample_sets
+from pipeline.sets import dag_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,21 +30,34 @@ def probe(top1: float, best: int) -> dict:
     }
 
 
+SAMPLER = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
+
 def dag_metrics(d: Path, params: P.Params) -> None:
     """Plain numbers in every metrics file of the DAG that the report needs, named by
-    pipeline/sets.py: what `report` finds after a full repro. Tests overwrite what they test."""
+    pipeline/sets.py (per seed where the seed axis runs): what `report` finds after a full repro.
+    Tests overwrite what they test."""
     ks, main = params.kmeans.ks, params.kmeans.main_k
-    for s in sample_sets(ks, main).values():
-        write(d, s.metrics, {"fid": 12.0, "isc_mean": 4.0, "extractor": "evalnet"})
+    for s in dag_sets(ks, main, params.seeds, params.seed).values():
+        gen = {"fid": 12.0, "isc_mean": 4.0, "extractor": "evalnet", "n_gen": 500}
+        write(d, s.metrics, gen | ({"source_top1": 0.9} if s.source == "gt" else {}))
+        made = {"token_model": SAMPLER} if s.token_model else {}
+        if s.renderer:
+            made["renderer"] = SAMPLER | {"renderer": "ar", "top_p": 0.8}
+            write(d, sets.renderer(s.renderer), {"n_params": 1e6, "epochs": 2.0})
+        write(d, sets.generate(s.name), made)
         if s.token_model:
-            write(d, sets.ar(s.token_model), {"n_params": 2e6, "seq_len": 49})
-    for model in sets.probe_models(ks):
-        write(d, sets.probe(model), probe(0.5, 2))
+            write(d, sets.ar(s.token_model), {"n_params": 2e6, "seq_len": 49, "epochs": 1.5})
+    for stem in sets.dag_probes(ks, params.seeds):
+        write(d, stem, probe(0.5, 2))
+    write(d, sets.EVALNET, {"feat_dim": 128, "val_top1": 0.98})
     for k in ks:
         scores = {"codes_used": k, "token_probe_top1": 0.6, "bag_knn_top1": 0.5}
-        write(d, sets.tokens(k), {"trained": scores, "random": scores})
+        random = scores | {"token_probe_top1": 0.4}
+        write(d, sets.tokens(k), {"trained": scores, "random": random})
+    scores = {"pixels": 0.8, "random": 0.7, "trained": 0.9}
     for enc in (sets.ENCODER, sets.ENCODER_MAE):
-        write(d, enc, {"knn_top1": {"pixels": 0.8, "random": 0.7, "trained": 0.9}, "protocol": "p"})
+        write(d, enc, {"knn_top1": scores, "protocol": "p", "probe_top1": scores})
     row = {"sweep": "top_k", "top_k": 0, "top_p": 1.0, "fid": 5.0, "isc_mean": 2.0}
     write(
         d,
@@ -59,6 +72,15 @@ def dag_metrics(d: Path, params: P.Params) -> None:
             "rows": [row | {"distinct_tokens": 9}],
         },
     )
+
+
+JITTER = (0.0, 0.02, -0.01)  # seed-to-seed spread, the same on both sides of a paired comparison
+
+
+def per_seed(d: Path, name: str, params: P.Params, record: dict, key: str, value: float) -> None:
+    """``name``'s file for every seed, ``key`` = value + the seed's jitter."""
+    for seed, jitter in zip(params.seeds, JITTER, strict=True):
+        write(d, sets.seeded(name, seed), record | {key: value + jitter})
 
 
 def fake_metrics(d: Path, disc_change: float, disc_fid: float, disc_probe: float) -> P.Params:
@@ -85,10 +107,11 @@ def fake_metrics(d: Path, disc_change: float, disc_fid: float, disc_probe: float
             "tokenizers": {"disc": tok(disc_change), "vq": tok(0.3)},
         },
     )
-    write(d, "gen_vq", {"fid": 10.0, "isc_mean": 5.0, "extractor": "evalnet"})
-    write(d, f"gen_digit_k{k}_ar", {"fid": disc_fid, "isc_mean": 6.0, "extractor": "evalnet"})
-    write(d, f"probe_k{k}", probe(disc_probe, 2))
-    write(d, "probe_vq", probe(0.5, 4))
+    gen = {"extractor": "evalnet", "n_gen": 500}
+    per_seed(d, "gen_vq", params, gen | {"isc_mean": 5.0}, "fid", 10.0)
+    per_seed(d, f"gen_digit_k{k}_ar", params, gen | {"isc_mean": 6.0}, "fid", disc_fid)
+    per_seed(d, f"probe_k{k}", params, probe(disc_probe, 2), "best_top1", disc_probe)
+    per_seed(d, "probe_vq", params, probe(0.5, 4), "best_top1", 0.5)
     write(
         d,
         "toy",
@@ -175,17 +198,33 @@ def test_report_writes_every_declared_output(tmp_path):
 
 
 def test_differences_within_noise_are_not_claimed(tmp_path):
-    """A probe gain below two binomial standard errors, an FID gain below the margin and an IS gain
-    inside the split stds support nothing."""
+    """Per-seed differences that straddle 0 (FID, IS and probe) support nothing."""
     m = tmp_path / "metrics"
     m.mkdir()
-    params = fake_metrics(m, disc_change=0.1, disc_fid=9.9, disc_probe=0.52)  # VQ: 10.0 / 0.5
-    write(m, "prepare", {"n_train": 320, "n_val": 80})
+    params = fake_metrics(m, disc_change=0.1, disc_fid=10.0, disc_probe=0.5)
     k = params.kmeans.main_k
-    write(m, "gen_vq", {"fid": 10.0, "isc_mean": 5.0, "isc_std": 0.5, "extractor": "evalnet"})
-    write(m, f"gen_digit_k{k}_ar", {"fid": 9.9, "isc_mean": 5.2, "isc_std": 0.5})
+    gen = {"extractor": "evalnet", "n_gen": 500}
+    for seed, (f, i, p) in zip(
+        params.seeds, ((9.0, 5.5, 0.55), (11.0, 4.5, 0.45), (10.2, 5.1, 0.51)), strict=True
+    ):
+        write(m, f"gen_digit_k{k}_ar_s{seed}", gen | {"fid": f, "isc_mean": i})
+        write(m, f"gen_vq_s{seed}", gen | {"fid": 10.0, "isc_mean": 5.0})
+        write(m, f"probe_k{k}_s{seed}", probe(p, 2))
+        write(m, f"probe_vq_s{seed}", probe(0.5, 2))
     v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
-    assert v[1] == "inconclusive (within noise)" and v[2] == "inconclusive (within noise)", v
+    assert v[1] == "inconclusive" and v[2] == "inconclusive", v
+
+
+def test_a_weak_renderer_makes_claim_2_untestable(tmp_path):
+    m = tmp_path / "metrics"
+    m.mkdir()
+    params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
+    k = params.kmeans.main_k
+    write(m, f"gen_gt_k{k}_ar", {"fid": 30.0, "isc_mean": 4.0, "n_gen": 500, "source_top1": 0.5})
+    v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
+    assert v[1] == "untestable here" and v[2] == "supported", v
+    text = (tmp_path / "reports/claims.md").read_text()
+    assert "## Premises" in text and "**fail**" in text and "2.50x" in text
 
 
 def _missing_cases() -> list[str]:
@@ -195,9 +234,10 @@ def _missing_cases() -> list[str]:
     return [
         sets.gen(sets.digit_set(main, "maskgit")),  # Table 3
         sets.gen(sets.vq_set(conditional=True)),  # Table 4
-        sets.gen(sets.digit_set(ks[0])),  # only in the K ablation
+        sets.seeded(sets.gen(sets.digit_set(ks[0])), params.seeds[-1]),  # the K ablation, a seed
         sets.gen(sets.mae_set(main)),  # only in the encoder-kind ablation
         sets.ar(sets.disc_model(main, conditional=True)),  # Table 4's parameter count
+        sets.gen(sets.digit_set(main, "maskgit", conditional=True)),  # Table 4's MaskGIT row
         sets.probe(sets.MAE_MODEL),
         sets.tokens(ks[-1]),
         sets.ENCODER_MAE,

@@ -13,12 +13,13 @@ import pytest
 
 from pipeline import sets
 from pipeline.params import load
-from pipeline.sets import sample_sets
+from pipeline.sets import dag_sets, sample_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load(ROOT / "params.yaml")
 KS, MAIN_K = PARAMS.kmeans.ks, PARAMS.kmeans.main_k
-SETS = sample_sets(KS, MAIN_K)
+SEEDS, MAIN_SEED = PARAMS.seeds, PARAMS.seed
+SETS = dag_sets(KS, MAIN_K, SEEDS, MAIN_SEED)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def written(dag: list[Stage], pattern: str, stage_prefix: str = "") -> set[str]:
 
 
 def test_evaluate_stages_write_exactly_the_sample_sets(dag):
-    expected = {f"metrics/gen_{s}.json" for s in sample_sets(KS, MAIN_K)}
+    expected = {f"metrics/gen_{s}.json" for s in SETS}
     assert written(dag, r"metrics/gen_.*\.json", "evaluate") == expected
     assert written(dag, r"metrics/gen_.*\.json") == expected  # no other stage writes one
 
@@ -105,7 +106,7 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
         *(sets.tokens(k) for k in KS),
         *(sets.ar(m) for m in token_models),
         *(sets.renderer(r) for r in renderers),
-        *(sets.probe(m) for m in sets.probe_models(KS)),
+        *sets.dag_probes(KS, SEEDS),
         *(sets.generate(s) for s in SETS),
         *(sets.gen(s) for s in SETS),
     }
@@ -119,16 +120,35 @@ def test_sets_follow_the_k_list():
         "digit_k8_ar",
         "digit_k16_ar",
         "digit_k16_maskgit",
+        "digit_k16_ar_untruncated",
         "gt_k16_ar",
         "gt_k16_maskgit",
         "vq_recon",
         "vq_cond",
         "digit_k16_cond_ar",
+        "digit_k16_cond_maskgit",
+        "digit_k16_long_ar",
+        "digit_k16_large_ar",
         "mae_k16_ar",
     ]
     tables = {n: s.table for n, s in got.items() if s.table}
     assert [n for n, t in tables.items() if t == "table4_conditional"] == [
         "vq_cond",
         "digit_k16_cond_ar",
+        "digit_k16_cond_maskgit",
     ]
     assert "digit_k8_ar" not in tables and "mae_k16_ar" not in tables
+
+
+def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
+    got = dag_sets([8, 16], 16, [3, 5], 5)
+    assert {"vq_s3", "vq_s5", "digit_k8_ar_s3", "digit_k16_ar_s5"} <= set(got)
+    assert "vq" not in got and "digit_k16_ar" not in got
+    assert got["digit_k8_ar_s3"].token_model == "k8_s3"
+    assert got["digit_k8_ar_s3"].renderer == "k8_ar_s3"
+    assert got["digit_k16_maskgit"].token_model == "k16_s5"  # the main seed's token model
+    assert got["digit_k16_cond_ar"].renderer == "k16_ar_s5"
+    assert got["gt_k16_ar"].renderer == "k16_ar_s5"
+    assert got["digit_k16_cond_maskgit"].renderer == "k16_maskgit"  # trained once
+    assert sets.seed_of("gen_digit_k8_ar_s3") == ("gen_digit_k8_ar", 3)
+    assert sets.seed_of("gen_vq_cond") == ("gen_vq_cond", None)

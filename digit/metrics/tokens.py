@@ -61,11 +61,37 @@ def token_probe_top1(
     seed: int = 0,
 ) -> float:
     """Position-aware linear probe on one-hot tokens (multinomial logistic regression)."""
+    return linear_probe_top1(
+        one_hot_tokens(train_tokens, k),
+        train_labels,
+        one_hot_tokens(val_tokens, k),
+        val_labels,
+        c=c,
+        max_iter=max_iter,
+        seed=seed,
+    )
+
+
+def linear_probe_top1(
+    train_x,
+    train_labels: np.ndarray,
+    val_x,
+    val_labels: np.ndarray,
+    c: float = 1.0,
+    max_iter: int = 200,
+    seed: int = 0,
+    standardize: bool = False,
+) -> float:
+    """Val top-1 of a multinomial logistic regression fit on (train_x, train_labels); dense
+    features may be standardized with the train statistics first."""
     from sklearn.linear_model import LogisticRegression
 
+    if standardize:
+        mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+        train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
     clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
-    clf.fit(one_hot_tokens(train_tokens, k), train_labels)
-    return float((clf.predict(one_hot_tokens(val_tokens, k)) == val_labels).mean())
+    clf.fit(train_x, train_labels)
+    return float((clf.predict(val_x) == val_labels).mean())
 
 
 def bag_of_tokens(tokens: np.ndarray, k: int) -> np.ndarray:

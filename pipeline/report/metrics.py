@@ -8,13 +8,21 @@ whose file is missing stops the report with an error naming the file (``Metrics.
 of the row silently vanishing. Optional by design (``Metrics.get``), each with a stated fallback:
 ``toy`` (the toy table says it was not produced, the claim is "not tested") and ``prepare`` /
 ``evalnet`` (the scale line prints ``?``).
+
+Seeds: files of the seed axis (``<name>_s<seed>.json``, pipeline/sets.py) are read under their name
+as one record, the mean over seeds of every number (element-wise for lists; an integer field that
+differs between seeds becomes its mean too); ``runs`` gives the per-seed records the claims pair
+up and ``spread`` a field's mean, standard deviation and count. Every seed of ``seeds`` must be
+there: a missing one is an error naming its file, never a silently shorter average.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -28,22 +36,75 @@ class MissingMetrics(FileNotFoundError):
     """A metrics file of the DAG that the report needs is not there."""
 
 
+def mean_record(records: list[Any]) -> Any:
+    """The field-wise mean of same-shaped JSON records (module doc)."""
+    first = records[0]
+    if isinstance(first, bool) or first is None or isinstance(first, str):
+        return first
+    if isinstance(first, int | float):
+        if all(r == first for r in records):
+            return first
+        return statistics.fmean(records)
+    if isinstance(first, list):
+        if any(not isinstance(r, list) or len(r) != len(first) for r in records):
+            return first
+        return [mean_record([r[i] for r in records]) for i in range(len(first))]
+    if isinstance(first, dict):
+        return {k: mean_record([r.get(k, v) for r in records]) for k, v in first.items()}
+    return first
+
+
 @dataclass
 class Metrics:
-    """Every metrics/*.json of the run, by file stem (pipeline/sets.py names them)."""
+    """Every metrics/*.json of the run, by file stem (pipeline/sets.py names them); the files of
+    the seed axis under their unseeded name (module doc)."""
 
     root: Path
     data: dict[str, dict] = field(default_factory=dict)
+    seeded: dict[str, dict[int, dict]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, root: str | Path) -> Metrics:
+    def load(cls, root: str | Path, seeds: list[int] | None = None) -> Metrics:
         root = Path(root)
-        data = {p.stem: json.loads(p.read_text()) for p in sorted(root.glob("*.json"))}
-        return cls(root, data)
+        data, seeded = {}, {}
+        for p in sorted(root.glob("*.json")):
+            name, seed = sets.seed_of(p.stem)
+            record = json.loads(p.read_text())
+            if seed is None:
+                data[name] = record
+            else:
+                seeded.setdefault(name, {})[seed] = record
+        for name, runs in seeded.items():
+            missing = sorted(set(seeds or []) - set(runs))
+            if missing:
+                raise MissingMetrics(
+                    f"{root / sets.seeded(name, missing[0])}.json is missing: the report needs "
+                    f"every seed of `seeds` {seeds} (run `dvc repro`)"
+                )
+            runs = {s: runs[s] for s in sorted(runs) if seeds is None or s in seeds}
+            seeded[name] = runs
+            data[name] = mean_record(list(runs.values()))
+        return cls(root, data, seeded)
 
     def get(self, name: str) -> dict | None:
         """An optional file: None when it is missing."""
         return self.data.get(name)
+
+    def runs(self, name: str) -> dict[int, dict]:
+        """The per-seed records of a seeded name, by seed; {} for an unseeded one."""
+        return self.seeded.get(name, {})
+
+    def spread(self, name: str, key: str) -> tuple[float, float, int]:
+        """(mean, sample standard deviation, number of seeds) of a field; std 0 for one run."""
+        runs = self.runs(name)
+        values = [float(r[key]) for r in runs.values()] or [float(self.data[name][key])]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.fmean(values), std, len(values)
+
+    def pm(self, name: str, key: str, digits: int = 3) -> str:
+        """A field as "mean ± std" over seeds, or the plain value for an unseeded file."""
+        mean, std, n = self.spread(name, key)
+        return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
     def need(self, name: str, what: str) -> dict:
         """A file the DAG writes and ``what`` (a table, row or claim) is built from."""

@@ -111,13 +111,17 @@ def read_curve(live: Path, model: str, split: str) -> list[tuple[float, float]]:
 
 
 def curve_panels(params: Params) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(panel title, [(label, dvclive folder)]) of the main models."""
-    k = params.kmeans.main_k
-    token_models = [(f"DiGIT K={kk}", sets.ar(sets.disc_model(kk))) for kk in params.kmeans.ks]
-    token_models.append(("VQ tokens", sets.ar(sets.VQ_MODEL)))
+    """(panel title, [(label, dvclive folder)]) of the main models (the main seed's)."""
+    k, ks = params.kmeans.main_k, params.kmeans.ks
+    per_seed = sets.seeded_models(ks)
+
+    def stem(model: str) -> str:  # the main seed's files for models trained once per seed
+        return sets.seeded(model, params.seed) if model in per_seed else model
+
+    token_models = [(f"DiGIT K={kk}", sets.ar(stem(sets.disc_model(kk)))) for kk in ks]
+    token_models.append(("VQ tokens", sets.ar(stem(sets.VQ_MODEL))))
     renderers = [
-        (f"K={kk} AR", sets.renderer(sets.renderer_name("disc", kk, "ar")))
-        for kk in params.kmeans.ks
+        (f"K={kk} AR", sets.renderer(stem(sets.renderer_name("disc", kk, "ar")))) for kk in ks
     ]
     renderers.append((f"K={k} MaskGIT", sets.renderer(sets.renderer_name("disc", k, "maskgit"))))
     return [

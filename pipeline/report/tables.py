@@ -117,20 +117,58 @@ def ar_params(m: Metrics, model: str, what: str) -> str:
     return f"{n / 1e6:.2f}M" if n else "-"
 
 
+def sampling_text(settings: dict | None) -> str:
+    """A sampler's settings as "T 1, top-k 0, top-p 0.8"."""
+    if not settings:
+        return "-"
+    return f"T {settings['temperature']:g}, top-k {settings['top_k']}, top-p {settings['top_p']:g}"
+
+
+def models_of(m: Metrics, s: SampleSet, what: str) -> dict:
+    """Total parameters and epochs of the models behind a set: token model + renderer (the VQ
+    decoder is shared by every row and not counted)."""
+    parts = []
+    if s.token_model:
+        parts.append(m.need(sets.ar(s.token_model), what))
+    if s.renderer:
+        parts.append(m.need(sets.renderer(s.renderer), what))
+    if not parts:
+        return {"params": "-", "epochs": "-"}
+    total = sum(p["n_params"] for p in parts)
+    split = " + ".join(f"{p['n_params'] / 1e6:.2f}M" for p in parts)
+    return {
+        "params": f"{total / 1e6:.2f}M" + (f" ({split})" if len(parts) > 1 else ""),
+        "epochs": " + ".join(f"{p['epochs']:g}" if "epochs" in p else "?" for p in parts),
+    }
+
+
 def gen_row(m: Metrics, s: SampleSet, table: str) -> dict:
-    """A generation table's row for sample set ``s``: its label, its token model's size (sampled
-    sets only), FID / IS / KID / precision / recall, class accuracy for conditional sets."""
+    """A generation table's row for sample set ``s``: its label, the models' total size and epochs
+    (token model + renderer), how each stage sampled, FID / IS (mean and std over seeds for the
+    seeded sets) / KID / precision / recall, class accuracy for labelled sets."""
     what = f"{table}, row {s.label!r}"
     g = m.need(s.metrics, what)
+    made = m.need(sets.generate(s.name), what)
+    fid, fid_std, n_seeds = m.spread(s.metrics, "fid")
+    isc, isc_std, _ = m.spread(s.metrics, "isc_mean")
+    stage2 = made.get("renderer")
     return {
         "set": s.label,
-        **({"params": ar_params(m, s.token_model, what)} if s.token_model else {}),
-        "FID": g.get("fid"),
-        "IS": g.get("isc_mean"),
+        **models_of(m, s, what),
+        "stage 1 sampling": sampling_text(made.get("token_model")),
+        "stage 2": (
+            f"renderer {stage2['renderer']}: {sampling_text(stage2)}" if stage2 else "VQ decoder"
+        ),
+        "seeds": n_seeds,
+        "FID": fid,
+        "FID std": fid_std if n_seeds > 1 else None,
+        "IS": isc,
+        "IS std": isc_std if n_seeds > 1 else None,
         "KID": g.get("kid_mean"),
         "precision": g.get("precision"),
         "recall": g.get("recall"),
         **({"cond. top-1": g["cond_top1"]} if "cond_top1" in g else {}),
+        **({"source-label top-1": g["source_top1"]} if "source_top1" in g else {}),
         "n": g.get("n_gen"),
     }
 
@@ -153,12 +191,23 @@ def table3(params: Params, m: Metrics) -> Table:
             "Generated sets are scored against the val split.",
             "Our VQ autoencoder is a plain VQ-VAE (no adversarial or perceptual loss), standing "
             "in for VQGAN.",
+            "params: token model + renderer (the VQ decoder is shared by every row and not "
+            "counted); epochs: train images seen / train split, per model. Stage 1 samples the "
+            "DiGIT and VQ rows with the same settings; stage 2 is the renderer (DiGIT) or the VQ "
+            "decoder (the VQ row samples VQ tokens directly).",
+            f"Renderer: `renderer.prefix_mode: {params.renderer.prefix_mode}` (sequence = the "
+            "paper's prefix-first stage 2; aligned = each output position reads the prefix token "
+            "at its own image place, no prefix in the sequence; both).",
+            "FID / IS std: sample standard deviation over the seeds (`seeds`; one model of each "
+            "kind per seed). Rows without std are trained once (main seed).",
+            "source-label top-1: the evaluation net's top-1 on the upper-bound images against the "
+            "labels of the val images whose tokens were rendered (does the digit survive?).",
         ],
+        figures=[f"render_check_gt_k{params.kmeans.main_k}_ar.png"],
     )
 
 
 def table4(params: Params, m: Metrics) -> Table:
-    """The DAG renders class-conditional DiGIT tokens with the AR renderer only: no MaskGIT row."""
     paper = pd.DataFrame(PAPER["table4_conditional"]).rename(columns={"fid": "FID", "is": "IS"})
     return Table(
         "table4_conditional",
@@ -183,8 +232,11 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
     rows, curves = [], []
     for model, label, curve in table2_models(params):
         what = f"Table 2, row {label!r}"
-        p = m.need(sets.probe(model), what)
+        name = sets.probe(model)
+        p = m.need(name, what)
         a = m.need(sets.ar(model), what)
+        top1, std, n = m.spread(name, "best_top1")
+        layers = [r["best_layer"] for r in m.runs(name).values()] or [p["best_layer"]]
         rows.append(
             {
                 "model": label,
@@ -192,15 +244,25 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
                 if a.get("seq_len")
                 else "-",
                 "params": ar_params(m, model, what),
-                "best layer": f"{p['best_layer']}/{p['n_layers']}",
-                "top-1": p["best_top1"],
-                "last layer top-1": p["top1_per_layer"][-1],
+                "epochs": a.get("epochs"),
+                "seeds": n,
+                "best block (per seed)": ", ".join(map(str, layers)) + f" of {p['n_layers']}",
+                "top-1": top1,
+                "top-1 std": std if n > 1 else None,
+                "last block top-1": p["top1_per_layer"][-1],
+                "layer 0 top-1": p.get("embedding_top1"),
+                "raw tokens top-1": p.get("raw_tokens_top1"),
             }
         )
         curves.append((curve, p))
     plot_probe(curves, figdir / "probe_per_layer.png")
     first = m.need(sets.probe(table2_models(params)[0][0]), "Table 2")
-    notes = [f"Protocol: {first['protocol']}."]
+    notes = [
+        f"Protocol: {first['protocol']}.",
+        "Mean over seeds (`seeds`); std: their sample standard deviation. Layer 0: the same probe "
+        "on the model's input embedding (token + position) before any block; raw tokens: on each "
+        "image's token frequencies. What the AR model adds is top-1 minus these.",
+    ]
     if "best_layer_selected_on" in first:
         notes.append(
             f"Best layer: chosen on {first['best_layer_selected_on']} by probes trained without "
@@ -218,35 +280,49 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
 
 
 def ablation_tokenizer(params: Params, m: Metrics) -> Table:
+    """Fig. 3(a) as a path: each row changes one thing of the row above."""
     k = params.kmeans.main_k
     ss = sample_sets(params.kmeans.ks, k)
     rows = []
-    for label, s in (
-        ("VQ tokens", ss[sets.vq_set()]),
-        (f"discriminative tokens (K={k})", ss[sets.digit_set(k)]),
-    ):
+    steps = [
+        ("VQ tokenizer", ss[sets.vq_set()]),
+        (f"+ discriminative tokenizer (K={k})", ss[sets.digit_set(k)]),
+        (
+            f"+ longer training (x{params.path.steps_factor} steps)",
+            ss[sets.path_set(k, "long")],
+        ),
+        (f"+ larger model (width {params.path.n_embd})", ss[sets.path_set(k, "large")]),
+    ]
+    for label, s in steps:
         what = f"Fig. 3(a), row {label!r}"
-        g = m.need(s.metrics, what)
-        p = m.need(sets.probe(s.token_model), what)
+        m.need(s.metrics, what)
         a = m.need(sets.ar(s.token_model), what)
+        probe = sets.probe(s.token_model)
         rows.append(
             {
-                "tokens": label,
-                "FID": g.get("fid"),
-                "IS": g.get("isc_mean"),
-                "probe top-1": p.get("best_top1"),
+                "step": label,
+                **models_of(m, s, what),
+                "seeds": m.spread(s.metrics, "fid")[2],
+                "FID": m.pm(s.metrics, "fid"),
+                "IS": m.pm(s.metrics, "isc_mean"),
+                "probe top-1": m.pm(probe, "best_top1", 4) if m.get(probe) else None,
                 "AR val bits/token": a.get("val_bits_per_token"),
             }
         )
     return Table(
         "ablation_tokenizer",
-        "Fig. 3(a): VQ tokens vs discriminative tokens (unconditional)",
+        "Fig. 3(a): the path from a VQ tokenizer to DiGIT (unconditional)",
         scale_line(params, m),
         pd.DataFrame(rows),
         pd.DataFrame(PAPER["fig3a_tokenizer_ablation"]),
         [
+            "Each row changes one thing of the row above: the tokenizer, then the token model's "
+            "training length (`path.steps_factor`), then its width (`path.n_embd`); the "
+            "renderer stays the main seed's. The last two rows are trained once (main seed).",
             "Bits per token are not comparable across vocabularies of different size; "
-            "FID/IS and probe accuracy are."
+            "FID/IS and probe accuracy are.",
+            "Mean ± std over the seeds (`seeds`); params: token model + renderer (the VQ decoder "
+            "is shared and not counted); epochs: token model + renderer.",
         ],
     )
 
@@ -258,19 +334,22 @@ def ablation_k(params: Params, m: Metrics) -> Table:
         s = ss[sets.digit_set(k)]
         what = f"the K ablation, row K={k}"
         t = m.need(sets.tokens(k), what)
-        g = m.need(s.metrics, what)
-        p = m.need(sets.probe(s.token_model), what)
+        m.need(s.metrics, what)
+        probe = sets.probe(s.token_model)
+        m.need(probe, what)
         a = m.need(sets.ar(s.token_model), what)
         rows.append(
             {
                 "K": k,
                 "codes used": (t.get("trained") or {}).get("codes_used"),
                 "token probe top-1": (t.get("trained") or {}).get("token_probe_top1"),
-                "AR probe top-1": p.get("best_top1"),
-                "best layer": p.get("best_layer"),
+                "AR probe top-1": m.pm(probe, "best_top1", 4),
+                "best block (per seed)": ", ".join(
+                    str(r["best_layer"]) for r in m.runs(probe).values()
+                ),
                 "AR val bits/token": a.get("val_bits_per_token"),
-                "FID": g.get("fid"),
-                "IS": g.get("isc_mean"),
+                "FID": m.pm(s.metrics, "fid"),
+                "IS": m.pm(s.metrics, "isc_mean"),
             }
         )
     return Table(
@@ -279,13 +358,18 @@ def ablation_k(params: Params, m: Metrics) -> Table:
         scale_line(params, m),
         pd.DataFrame(rows),
         None,
-        ["The paper shows this ablation as a plot (K = 1024 / 4096 / 8192) without numbers."],
+        [
+            "The paper shows this ablation as a plot (K = 1024 / 4096 / 8192) without numbers.",
+            "Mean ± std over the seeds (`seeds`): token model, renderer and sampling per seed.",
+        ],
     )
 
 
 def encoder_table(params: Params, m: Metrics) -> Table:
     e = m.need(sets.ENCODER, "the encoder table")
     rows = [{"what": "pooled-feature k-NN top-1", **e["knn_top1"]}]
+    if "probe_top1" in e:
+        rows.append({"what": "pooled-feature linear probe top-1", **e["probe_top1"]})
     for k in params.kmeans.ks:
         t = m.need(sets.tokens(k), f"the encoder table, K={k}")
         rows.append(
@@ -308,7 +392,8 @@ def encoder_table(params: Params, m: Metrics) -> Table:
         scale_line(params, m),
         pd.DataFrame(rows),
         None,
-        [f"k-NN protocol: {e['protocol']}."],
+        [f"k-NN protocol: {e['protocol']}."]
+        + ([f"Linear probe: {e['probe_protocol']}."] if "probe_protocol" in e else []),
     )
 
 
@@ -322,16 +407,16 @@ def ablation_encoder(params: Params, m: Metrics) -> Table:
         ("VQ autoencoder", "-", ss[sets.vq_set()], None),
     ):
         what = f"the encoder-kind ablation, row {label!r}"
-        g = m.need(s.metrics, what)
-        p = m.need(sets.probe(s.token_model), what)
+        m.need(s.metrics, what)
+        m.need(sets.probe(s.token_model), what)
         e = m.need(enc, what) if enc else None
         rows.append(
             {
                 "encoder": label,
                 "kind": kind,
-                "FID": g.get("fid"),
-                "IS": g.get("isc_mean"),
-                "Acc@LP": p.get("best_top1"),
+                "FID": m.pm(s.metrics, "fid"),
+                "IS": m.pm(s.metrics, "isc_mean"),
+                "Acc@LP": m.pm(sets.probe(s.token_model), "best_top1", 4),
                 "Acc@OL (k-NN)": e["knn_top1"]["trained"] if e else None,
             }
         )
@@ -340,7 +425,8 @@ def ablation_encoder(params: Params, m: Metrics) -> Table:
         f"autoencoder (ssl.mask_ratio {params.ssl.mask_ratio}, reconstructive); each then goes "
         "through the same K-Means -> tokens -> token model -> renderer (+VQGAN) -> samples branch. "
         "Acc@LP: best-layer linear probe of the AR model (Table 2 protocol); Acc@OL: the encoder's "
-        "own pooled-feature k-NN top-1 on val (the paper uses a linear probe).",
+        "own pooled-feature k-NN top-1 on val (the paper uses a linear probe). Rows with ± are "
+        "means over the seeds (`seeds`); the MAE row is trained once (main seed).",
     ]
     return Table(
         "ablation_encoder",

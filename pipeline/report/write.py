@@ -6,13 +6,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import io
+from pipeline import io, sets
 from pipeline.params import Params
 from pipeline.report import overview, tables
 from pipeline.report.claims import Verdict, write_claims
 from pipeline.report.metrics import Metrics
 from pipeline.report.summary import write_summary
 from pipeline.report.tables import Table
+
+
+def small_print(params: Params, m: Metrics) -> list[str]:
+    """What this run keeps small to fit its budget, from its params and metrics: the reader's
+    reminder of where the numbers come from."""
+    prep = m.get(sets.PREPARE) or {}
+    ar = m.get(sets.ar(sets.disc_model(params.kmeans.main_k))) or {}
+    rd = m.get(sets.renderer(sets.renderer_name("disc", params.kmeans.main_k, "ar"))) or {}
+    return [
+        f"- Data: {prep.get('n_train', '?')} train / {prep.get('n_val', '?')} val images of "
+        f"`{params.data.dataset}` at {params.data.image_size} px; the paper: ImageNet, 1.28M at "
+        "256 px.",
+        f"- Token models: `{params.ar.size}` GPT, width {params.ar.n_embd or 'of the size'}, "
+        f"{params.ar.steps} steps ({ar.get('epochs', '?')} epochs); renderers: "
+        f"{params.renderer.n_layer or 'the size'}-block `{params.renderer.size}` GPT, "
+        f"{params.renderer.steps} steps ({rd.get('epochs', '?')} epochs), prefix mode "
+        f"`{params.renderer.prefix_mode}`. The paper: 219M / 732M parameters, 200-400 epochs.",
+        f"- Seeds: {len(params.seeds)} ({params.seeds}) for the token models, renderers, samples "
+        "and probes behind claims 2-4; every variant (class-conditional, MaskGIT, MAE encoder, "
+        "Fig. 3(a)'s path) once, from the main seed.",
+        f"- Samples: {params.generate.n_samples} per set, scored with "
+        f"`{params.evaluate.extractor}` features against the val split; the paper: 50k, Inception.",
+        f"- K-Means: K in {params.kmeans.ks} over a `{params.encoder.name}` encoder trained here "
+        "(the paper: 1024-8192 over frozen DINOv2).",
+    ]
 
 
 def write_reports(
@@ -24,7 +49,7 @@ def write_reports(
     out = Path(out)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    m = Metrics.load(metrics_dir)
+    m = Metrics.load(metrics_dir, params.seeds)
     builders: list[Callable[[], Table]] = [
         lambda: tables.table1(params, m, figdir),
         lambda: tables.table2(params, m, figdir),
@@ -67,6 +92,7 @@ def write_reports(
         "",
         "Training curves (dvclive/<model>/; `dvc plots show` draws them all interactively).",
     ]
+    index += ["", "## What the default leaves small", "", *small_print(params, m)]
     # The grids are the generate stages' outs, not this stage's deps: list those present.
     grids = sorted(p.name for p in figdir.glob("samples_*.png"))
     if grids:

@@ -7,6 +7,9 @@ probability ``ar.class_dropout`` so guidance can be used at sampling time). Trai
 split with pipeline.train (resumable checkpoints, dvclive curves); the validation loss is reported
 in nats and bits per token, beside two references: the uniform code (log2 vocab) and a unigram
 model of the train tokens, which tell how much of the gain comes from context.
+
+``--variant`` gives the steps of Fig. 3(a)'s path after the tokenizer swap: ``long`` trains
+``path.steps_factor`` times the steps, ``large`` does that with the wider model of ``path``.
 """
 
 from __future__ import annotations
@@ -24,12 +27,22 @@ from pipeline import ddp
 from pipeline.checkpoints import check_rows, load_tokens
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.stage import StageError, apply_variant, cli, resolve_device, stage
 from pipeline.train import Objective, build_model, finish_stage, train_stage
 
 log = logging.getLogger("digit.ar")
 
 CONDITIONINGS = ("none", "class")
+
+
+def path_variants(params: Params) -> dict[str, dict]:
+    """Fig. 3(a)'s "+ longer training" and "+ larger model" as overrides of the ar section."""
+    path = params.path
+    long = {"steps": params.ar.steps * path.steps_factor}
+    larger = {"size": path.size or params.ar.size, "n_embd": path.n_embd}
+    if path.size:  # another size: its own depth and heads unless params say otherwise
+        larger |= {"n_layer": None, "n_head": None, "ffn": None}
+    return {"long": long, "large": {**long, **larger}}
 
 
 def unigram_bits(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab: int) -> float:
@@ -101,6 +114,7 @@ def run(
         "conditioning": conditioning,
         "n_params": count_params(model),
         "steps": cfg.steps,
+        "epochs": round(cfg.steps * cfg.batch_size / len(data.train), 2),  # train images seen / N
         "val_loss": round(last["val/loss"], 4),  # nats / token
         "val_bits_per_token": round(last["val/bits_per_token"], 4),
         "val_perplexity": round(math.exp(last["val/loss"]), 2),
@@ -151,8 +165,10 @@ def main() -> None:
         "checkpoints",
         "live",
         extra={"name": str, "conditioning": str},
+        optional=("variant",),
     )
     with stage(f"ar_{args.name}", args.params) as params:
+        params = apply_variant(params, "ar", path_variants(params), args.variant)
         if ddp.relaunch(params.ar.nproc, "ar.nproc"):
             return  # the torchrun ranks did the work
         run(

@@ -1,8 +1,10 @@
 """evaluate@M: FID / IS / KID / precision-recall of one generated set against the val split
 -> metrics/gen_<name>.json, through torch-fidelity with the extractor chosen in params.yaml.
 
-Class-conditional sets also get the evaluation network's accuracy at predicting the class each
-sample was conditioned on: a direct check that conditioning works, which FID alone does not show.
+Sets with labels also get the evaluation network's top-1 against them: for class-conditional sets
+the class each sample was conditioned on (``cond_top1``, a direct check that conditioning works,
+which FID alone does not show); for the upper bounds the label of the val image whose tokens were
+rendered (``source_top1``: does the digit survive tokenizer and renderer?).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def extractor_weights(params: Params, evalnet: str) -> tuple[str, str | None, st
     return e.extractor, e.inception_weights, "evaluate.inception_weights"
 
 
-def conditional_accuracy(weights: str, images: np.ndarray, labels: np.ndarray, device: str):
+def label_accuracy(weights: str, images: np.ndarray, labels: np.ndarray, device: str):
     net, _ = load_model(weights, "evalnet", EvalNet.from_config, device)
     return round(accuracy(net, images, labels), 4)
 
@@ -67,11 +69,9 @@ def run(params: Params, name: str, samples: str, images: str, evalnet: str, metr
     t0 = time.perf_counter()
     result = fidelity(params, gen["images"][:], ref, evalnet)
     result = {"set": name, **result, "reference": f"val split ({len(ref)} images)"}
-    conditional = gen.attrs.get("source") == "sample" and "labels" in gen
-    if conditional and params.evaluate.extractor == "evalnet":
-        result["cond_top1"] = conditional_accuracy(
-            evalnet, gen["images"][:], gen["labels"][:], device
-        )
+    if "labels" in gen and params.evaluate.extractor == "evalnet":
+        key = "cond_top1" if gen.attrs.get("source") == "sample" else "source_top1"
+        result[key] = label_accuracy(evalnet, gen["images"][:], gen["labels"][:], device)
     record_timing(seconds=time.perf_counter() - t0)
     io.write_json(metrics, result)
     log.info(

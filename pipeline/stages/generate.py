@@ -18,6 +18,10 @@ the renderer draw from separate seeded streams, so every set sampled from one to
 same settings starts from the same token sequences whichever renderer follows. The store's
 ``info`` attribute is the metrics JSON less its wall-clock figures (``TIMING``): a re-run writes the
 same bytes.
+
+``--variant untruncated`` samples the renderer without top-p truncation (``generate.renderer_ar``
+with top-p 1): the VQ baseline's VQ tokens come untruncated from its token model, so this is the
+DiGIT row sampled like it, beside the paper's top-p 0.8.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from pipeline import io
 from pipeline.checkpoints import check_rows, load_model, load_tokens
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, cli, record_timing, resolve_device, stage
+from pipeline.stage import StageError, apply_variant, cli, record_timing, resolve_device, stage
 
 log = logging.getLogger("digit.generate")
 
@@ -194,6 +198,34 @@ def save_grid(images: np.ndarray, path: str, title: str, grid: int) -> None:
     plt.close(fig)
 
 
+def save_comparison(
+    originals: np.ndarray, recon: np.ndarray, rendered: np.ndarray, path: str, title: str, n: int
+) -> None:
+    """The same ``n`` val images three times: originals, VQ reconstructions, the renderer's
+    images of their ground-truth discriminative tokens (one row each)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("original", originals), ("VQ reconstruction", recon), ("renderer", rendered)]
+    fig, axes = plt.subplots(3, 1, figsize=(n * 0.6 + 1.6, 3 * 0.75 + 0.6))
+    for ax, (label, images) in zip(axes, rows, strict=True):
+        strip = np.concatenate(list(images[:n]), axis=1)  # (H, n W, C)
+        c = strip.shape[-1]
+        ax.imshow(
+            strip[..., 0] if c == 1 else strip, cmap="gray" if c == 1 else None, vmin=0, vmax=255
+        )
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
 def check_vocab(what: str, got: int, expected: int, by: str) -> None:
     if got != expected:
         raise StageError(f"{what} has a vocabulary of {got} but {by} expects {expected}")
@@ -218,6 +250,7 @@ def run(
     token_model: str | None = None,
     renderer: str | None = None,
     tokens: str | None = None,
+    compare: str | None = None,
 ) -> dict:
     if source not in SOURCES:
         raise StageError(f"--source: expected one of {SOURCES}, got {source!r}")
@@ -229,7 +262,7 @@ def run(
     device = resolve_device(params.device)
     g = params.generate
     vq_model, _ = load_model(vq, "vq", VQVAE.from_config, device)
-    data = load_images(images, with_pixels=source == "recon")
+    data = load_images(images, with_pixels=source == "recon" or compare is not None)
     summary: dict = {"name": name, "source": source}
     labels = None
     class_names: list[str] = data.class_names
@@ -297,6 +330,14 @@ def run(
     cond = ", class-conditional: row r = class r" if conditional else ""
     via = f" -> renderer {kind_of_renderer}" if kind_of_renderer else ""
     save_grid(pixels, figure, f"{name}: {what}{via}{cond}", g.grid)
+    if compare is not None:
+        if source != "gt":
+            raise StageError("--compare: the side-by-side figure is for --source gt")
+        n = min(16, len(rows))
+        originals = data.images[rows[:n]]
+        recon = decode(vq_model, reconstruct(vq_model, originals, n, device), n, device)
+        title = f"{name}: the same val images, original / VQ reconstruction / renderer"
+        save_comparison(originals, recon, pixels[:n], compare, title, n)
     io.write_json(metrics, summary)
     log.info("%s: %d images -> %s", name, len(pixels), out)
     return summary
@@ -311,9 +352,12 @@ def main() -> None:
         "figure",
         "metrics",
         extra={"source": str, "name": str},
-        optional=("token_model", "renderer", "tokens"),
+        optional=("token_model", "renderer", "tokens", "compare", "variant"),
     )
     with stage(f"generate_{args.name}", args.params) as params:
+        untruncated = params.generate.renderer_ar.model_copy(update={"top_p": 1.0})
+        variants = {"untruncated": {"renderer_ar": untruncated}}
+        params = apply_variant(params, "generate", variants, args.variant)
         run(
             params,
             args.source,
@@ -326,6 +370,7 @@ def main() -> None:
             token_model=args.token_model,
             renderer=args.renderer,
             tokens=args.tokens,
+            compare=args.compare,
         )
 
 

@@ -90,6 +90,7 @@ def run(
         block_size=target.shape[1],
         prefix_vocab_size=disc.vocab,
         prefix_len=prefix.shape[1],
+        prefix_mode=params.renderer.prefix_mode,
         causal=renderer == "ar",
     )
     objective = Objective(masked=renderer == "maskgit")
@@ -127,10 +128,12 @@ def run(
     summary = {
         "name": name,
         "renderer": renderer,
+        "prefix_mode": params.renderer.prefix_mode,
         "prefix_vocab": disc.vocab,
         "vq_vocab": vq.vocab,
         "n_params": count_params(model),
         "steps": done.cfg.steps,
+        "epochs": round(done.cfg.steps * done.cfg.batch_size / len(data.train), 2),
         # ar: nats per VQ token given the prefix; maskgit: per masked token at random mask ratios
         "val_loss": round(last["val/loss"], 4),
         "val_bits_per_token": round(last["val/bits_per_token"], 4),
