@@ -1,7 +1,7 @@
 """Item 5: sampling throughput of digit.generate with and without the KV cache (tokens / s).
 
     python -m benchmarks.run --items sampling      # the report section (run(opts) below)
-    python -m benchmarks.sampling [--model models/ar_k256.pt] [--n 250] [--batch 250]
+    python -m benchmarks.sampling [--model models/ar_k256_s0.pt] [--n 250] [--batch 250]
 
 Without --model, a randomly initialised GPT of the default stage-1 shape (size ``small``, K=256,
 49 tokens) is timed; speed does not depend on the weights. Also times a stage-2 model (49-token

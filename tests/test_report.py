@@ -47,7 +47,8 @@ def dag_metrics(d: Path, params: P.Params) -> None:
             write(d, sets.renderer(s.renderer), {"n_params": 1e6, "epochs": 2.0})
         write(d, sets.generate(s.name), made)
         if s.token_model:
-            write(d, sets.ar(s.token_model), {"n_params": 2e6, "seq_len": 49, "epochs": 1.5})
+            ar = {"n_params": 2e6, "seq_len": 49, "epochs": 1.5, "val_loss": 1.5, "steps": 10}
+            write(d, sets.ar(s.token_model), ar)
     for stem in sets.dag_probes(ks, params.seeds):
         write(d, stem, probe(0.5, 2))
     write(d, sets.EVALNET, {"feat_dim": 128, "val_top1": 0.98})
@@ -271,3 +272,30 @@ def test_the_toy_section_is_optional(tmp_path):
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec["stages"]["report"]["outs"]]
     outs = [o for o in outs if not o.startswith("timings/")]  # written by the stage wrapper
     assert all((tmp_path / o).exists() for o in outs)
+
+
+def test_the_reports_index_says_what_the_default_leaves_small(tmp_path):
+    m = tmp_path / "metrics"
+    m.mkdir()
+    params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
+    k = params.kmeans.main_k
+    write(m, f"ar_k{k}_long", {"n_params": 2e6, "epochs": 3.0, "val_loss": 1.2, "steps": 20})
+    write_reports(params, m, tmp_path / "reports")
+    index = (tmp_path / "reports/README.md").read_text()
+    assert "## What the default leaves small" in index
+    assert f"K={k} val loss 1.500 nats after 10 steps, 1.200 after 20" in index
+
+
+def test_the_encoder_table_says_which_measure_puts_pixels_ahead():
+    from pipeline.report.tables import vs_pixels
+
+    split = {
+        "knn_top1": {"pixels": 0.95, "random": 0.5, "trained": 0.89},
+        "probe_top1": {"pixels": 0.88, "random": 0.6, "trained": 0.96},
+    }
+    (note,) = vs_pixels(split, "mnist5k")
+    assert "below raw pixels by k-NN but not by linear probe" in note and "MNIST" in note
+    (note,) = vs_pixels(split, "imagefolder")
+    assert "MNIST" not in note
+    split["knn_top1"]["trained"] = 0.97
+    assert "at least as discriminative" in vs_pixels(split, "mnist5k")[0]

@@ -32,11 +32,28 @@ def small_print(params: Params, m: Metrics) -> list[str]:
         f"`{params.renderer.prefix_mode}`. The paper: 219M / 732M parameters, 200-400 epochs.",
         f"- Seeds: {len(params.seeds)} ({params.seeds}) for the token models, renderers, samples "
         "and probes behind claims 2-4; every variant (class-conditional, MaskGIT, MAE encoder, "
-        "Fig. 3(a)'s path) once, from the main seed.",
+        "Fig. 3(a)'s path) once, from the main seed. The tokenizers (encoder, K-Means, VQ "
+        "autoencoder) are trained once, with the main seed.",
+        *still_learning(params, m),
         f"- Samples: {params.generate.n_samples} per set, scored with "
         f"`{params.evaluate.extractor}` features against the val split; the paper: 50k, Inception.",
         f"- K-Means: K in {params.kmeans.ks} over a `{params.encoder.name}` encoder trained here "
         "(the paper: 1024-8192 over frozen DINOv2).",
+    ]
+
+
+def still_learning(params: Params, m: Metrics) -> list[str]:
+    """How far the token models are from done: the val loss of the main-K model against the same
+    model trained path.steps_factor times longer (Fig. 3(a)'s second step)."""
+    k = params.kmeans.main_k
+    short = m.get(sets.ar(sets.disc_model(k)))
+    long = m.get(sets.ar(sets.path_model(k, "long")))
+    if not short or not long:
+        return []
+    return [
+        f"- The token models are still learning: K={k} val loss {short['val_loss']:.3f} nats after "
+        f"{short['steps']} steps, {long['val_loss']:.3f} after {long['steps']} "
+        "(ablation_tokenizer.md shows what the longer training buys in FID)."
     ]
 
 
