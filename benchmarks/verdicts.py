@@ -28,10 +28,10 @@ PREMISE = re.compile(r"^\| (.+?) \| (pass|\*\*fail\*\*) \| (.*?) \| (.*?) \|$", 
 OUT = ROOT / "reports" / "verdict_stability.md"
 
 
-def verdicts(run: Path) -> list[tuple[str, str, str]]:
-    """(claim number, claim, verdict) from a run's reports/claims.md."""
+def verdicts(run: Path) -> list[tuple[str, str, str, str]]:
+    """(claim number, claim, verdict, evidence) from a run's reports/claims.md."""
     text = (run / "reports" / "claims.md").read_text()
-    return [(m.group(1), m.group(2), m.group(3)) for m in ROW.finditer(text)]
+    return [(m.group(1), m.group(2), m.group(3), m.group(4)) for m in ROW.finditer(text)]
 
 
 def premises(run: Path) -> list[tuple[str, str]]:
@@ -58,10 +58,15 @@ def report(runs: dict[int, Path]) -> tuple[str, bool]:
     v = {n: verdicts(runs[n]) for n in counts}
     p = {n: dict(premises(runs[n])) for n in counts}
     rows, agree = [], True
-    for i, (num, claim, _) in enumerate(v[counts[0]]):
+    differ = []
+    for i, (num, claim, _, _) in enumerate(v[counts[0]]):
         got = [v[n][i][2] for n in counts]
         same = len(set(got)) == 1
         agree &= same
+        if not same:
+            differ += [f"### Claim {num}", ""]
+            differ += [f"- {n} thread(s): **{v[n][i][2]}**: {v[n][i][3]}" for n in counts]
+            differ.append("")
         rows.append(
             {
                 "#": num,
@@ -91,6 +96,7 @@ def report(runs: dict[int, Path]) -> tuple[str, bool]:
         "",
         table(rows),
         "",
+        *(["## Where they differ", "", *differ] if differ else []),
         "## Premises",
         "",
         table(prem),

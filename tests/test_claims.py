@@ -269,28 +269,44 @@ def premise_metrics(tmp_path, params, gt_fid=6.0, recon_fid=5.0, encoder=None, n
     return Metrics.load(tmp_path, params.seeds)
 
 
+SAMPLES, PROBE = frozenset({"samples"}), frozenset({"probe"})
+
+
 def test_premises_pass_and_gate_nothing(tmp_path, params):
     checks = premises(params, premise_metrics(tmp_path, params))
     assert all(p.passed for p in checks), [p.evidence for p in checks if not p.passed]
-    v = Verdict("c", "supported", "e")
+    v = Verdict("c", "supported", "e", SAMPLES)
     assert gate(v, 2, checks) is v
 
 
-def test_a_weak_renderer_makes_generation_claims_untestable(tmp_path, params):
+@pytest.mark.parametrize("verdict", ["not supported", "inconclusive", "partly supported"])
+def test_a_weak_renderer_voids_what_it_could_cause(tmp_path, params, verdict):
+    """DiGIT not ahead with a renderer far from its bound: the renderer may be why."""
     checks = premises(params, premise_metrics(tmp_path, params, gt_fid=12.0, recon_fid=5.0))
     failed = [p for p in checks if not p.passed]
     assert len(failed) == 1 and "2.40x" in failed[0].evidence and failed[0].gates == (2, 4)
-    v = gate(Verdict("c", "supported", "FID 1 vs 2"), 2, checks)
+    v = gate(Verdict("c", verdict, "FID 1 vs 2", SAMPLES), 2, checks)
     assert v.verdict == "untestable here"
-    assert "renderer" in v.evidence and "would say supported: FID 1 vs 2" in v.evidence
-    assert gate(Verdict("c", "supported", "e"), 3, checks).verdict == "supported"
+    assert "renderer" in v.evidence and f"would say {verdict}: FID 1 vs 2" in v.evidence
+
+
+def test_a_weak_renderer_cannot_make_a_digit_win(tmp_path, params):
+    """A better renderer could only widen DiGIT's lead: claim 2's win stands, said so; claim 4's
+    FID-based support does not (renderers differ by K); probe-based support is untouched."""
+    checks = premises(params, premise_metrics(tmp_path, params, gt_fid=12.0, recon_fid=5.0))
+    v = gate(Verdict("c", "supported", "FID 1 vs 2", SAMPLES), 2, checks)
+    assert v.verdict == "supported" and "can only hold DiGIT back" in v.evidence
+    assert gate(Verdict("c", "supported", "e", SAMPLES), 4, checks).verdict == "untestable here"
+    assert gate(Verdict("c", "supported", "e", PROBE), 4, checks).verdict == "supported"
+    assert gate(Verdict("c", "supported", "e", PROBE), 3, checks).verdict == "supported"
 
 
 def test_an_encoder_no_better_than_random_gates_claims_1_to_4(tmp_path, params):
     enc = {"knn_top1": {"pixels": 0.9, "random": 0.6, "trained": 0.6}}
     checks = premises(params, premise_metrics(tmp_path, params, encoder=enc))
     for claim in (1, 2, 3, 4):
-        assert gate(Verdict("c", "supported", "e"), claim, checks).verdict == "untestable here"
+        v = gate(Verdict("c", "supported", "e", SAMPLES | PROBE), claim, checks)
+        assert v.verdict == "untestable here"
     assert gate(Verdict("c", "supported", "e"), 5, checks).verdict == "supported"
 
 
@@ -305,6 +321,8 @@ def test_too_few_samples_for_fid(tmp_path, params):
     checks = premises(params, premise_metrics(tmp_path, params, n_gen=200))
     (few,) = [p for p in checks if not p.passed]
     assert "200 generated images" in few.evidence and few.gates == (2, 4)
+    v = gate(Verdict("c", "supported", "e", SAMPLES), 2, checks)
+    assert v.verdict == "untestable here"  # too few samples is no handicap of DiGIT's alone
 
 
 def test_a_missing_seed_is_an_error(tmp_path, params):

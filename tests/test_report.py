@@ -216,10 +216,10 @@ def test_differences_within_noise_are_not_claimed(tmp_path):
     assert v[1] == "inconclusive" and v[2] == "inconclusive", v
 
 
-def test_a_weak_renderer_makes_claim_2_untestable(tmp_path):
+def test_a_weak_renderer_makes_a_digit_loss_untestable(tmp_path):
     m = tmp_path / "metrics"
     m.mkdir()
-    params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
+    params = fake_metrics(m, disc_change=0.1, disc_fid=15.0, disc_probe=0.8)  # VQ: 10
     k = params.kmeans.main_k
     write(m, f"gen_gt_k{k}_ar", {"fid": 30.0, "isc_mean": 4.0, "n_gen": 500, "source_top1": 0.5})
     v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
