@@ -39,18 +39,10 @@ def premises(run: Path) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2).strip("*")) for m in PREMISE.finditer(text)]
 
 
-def headline(run: Path) -> dict:
-    return json.loads((run / "reports" / "summary.json").read_text())
-
-
-def flatten(d: dict, prefix: str = "") -> dict[str, float]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= flatten(v, f"{prefix}{k}.")
-        elif isinstance(v, int | float):
-            out[f"{prefix}{k}"] = v
-    return out
+def headline(run: Path) -> dict[str, float]:
+    """reports/summary.json (group -> name -> number) as "group.name" -> number."""
+    summary = json.loads((run / "reports" / "summary.json").read_text())
+    return {f"{group}.{name}": v for group, d in summary.items() for name, v in d.items()}
 
 
 def report(runs: dict[int, Path]) -> tuple[str, bool]:
@@ -79,7 +71,7 @@ def report(runs: dict[int, Path]) -> tuple[str, bool]:
         {"premise": check, **{f"{n} thread(s)": p[n].get(check, "-") for n in counts}}
         for check in p[counts[0]]
     ]
-    nums = {n: flatten(headline(runs[n])) for n in counts}
+    nums = {n: headline(runs[n]) for n in counts}
     figures = [
         {"number": key, **{f"{n} thread(s)": nums[n].get(key) for n in counts}}
         for key in nums[counts[0]]

@@ -125,6 +125,11 @@ def seeded_models(ks: list[int]) -> set[str]:
     return {*(disc_model(k) for k in ks), VQ_MODEL, *(renderer_name("disc", k, "ar") for k in ks)}
 
 
+def model_stem(model: str, seed: int, per_seed: set[str]) -> str:
+    """A model's file stem for ``seed``: seeded if it is trained per seed (``seeded_models``)."""
+    return seeded(model, seed) if model in per_seed else model
+
+
 def dag_probes(ks: list[int], seeds: list[int]) -> list[str]:
     """The probe metrics stems the DAG writes."""
     per_seed = seeded_models(ks)
@@ -164,7 +169,7 @@ class SampleSet:
         carry the seed where they are trained per seed (``per_seed``, from seeded_models)."""
 
         def model(m: str | None) -> str | None:
-            return seeded(m, seed) if m in per_seed else m
+            return None if m is None else model_stem(m, seed, per_seed)
 
         return dataclasses.replace(
             self,
@@ -246,20 +251,29 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
             table=t3,
         )
 
+    def main_k_once(name: str, label: str, token_model: str, table: GenTable | None) -> SampleSet:
+        """An unconditional main-K DiGIT set through the "ar" renderer, sampled once."""
+        return SampleSet(
+            name=name,
+            label=label,
+            source="sample",
+            tokens="disc",
+            k=m,
+            token_model=token_model,
+            renderer=renderer_name("disc", m, "ar"),
+            conditional=False,
+            table=table,
+        )
+
     sets = [
         vq(False, "AR over VQ tokens"),
         *(digit(k, "ar", False, f"DiGIT (+VQ AR renderer), K={k}") for k in ks),
         digit(m, "maskgit", False, f"DiGIT (+MaskGIT renderer), K={m}"),
-        SampleSet(
-            name=untruncated_set(m),
-            label=f"DiGIT (+VQ AR renderer untruncated, top-p 1: the VQ row's sampling), K={m}",
-            source="sample",
-            tokens="disc",
-            k=m,
-            token_model=disc_model(m),
-            renderer=renderer_name("disc", m, "ar"),
-            conditional=False,
-            table=t3,
+        main_k_once(
+            untruncated_set(m),
+            f"DiGIT (+VQ AR renderer untruncated, top-p 1: the VQ row's sampling), K={m}",
+            disc_model(m),
+            t3,
         ),
         gt("ar", "AR"),
         gt("maskgit", "MaskGIT"),
@@ -278,17 +292,7 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
         digit(m, "ar", True, f"DiGIT (+VQ AR renderer), K={m}, class-conditional"),
         digit(m, "maskgit", True, f"DiGIT (+MaskGIT renderer), K={m}, class-conditional"),
         *(
-            SampleSet(
-                name=path_set(m, step),
-                label=f"DiGIT K={m}, {what}",
-                source="sample",
-                tokens="disc",
-                k=m,
-                token_model=path_model(m, step),
-                renderer=renderer_name("disc", m, "ar"),
-                conditional=False,
-                table=None,
-            )
+            main_k_once(path_set(m, step), f"DiGIT K={m}, {what}", path_model(m, step), None)
             for step, what in zip(
                 PATH_STEPS, ("+ longer training", "+ longer training + larger model"), strict=True
             )

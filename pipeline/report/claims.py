@@ -117,12 +117,6 @@ class Paired:
         return f"{self.mean:+.{digits}f} ± {self.half_width:.{digits}f} ({ci} t-interval, {len(self.diffs)} seeds)"
 
 
-def per_seed(m: Metrics, name: str, key: str) -> list[float]:
-    """A field of a seeded metrics name, in seed order (one value for an unseeded file)."""
-    runs = m.runs(name)
-    return [float(r[key]) for r in runs.values()] if runs else [float(m.data[name][key])]
-
-
 RULE = (
     "rule: per-seed paired differences (same seed on both sides), mean and "
     f"{CONFIDENCE:.0%} Student-t interval over the seeds; a difference counts when its interval "
@@ -132,9 +126,8 @@ RULE = (
 
 # --- premises: what makes the claims testable here ------------------------------------------------
 
-RENDER_BOUND_RATIO = (
-    1.5  # the renderer's ground-truth FID at most this times the VQ reconstruction's
-)
+# The renderer's ground-truth FID at most this times the VQ reconstruction's.
+RENDER_BOUND_RATIO = 1.5
 SAMPLES_PER_DIM = 2  # FID's covariance: at least this many generated images per feature dimension
 
 
@@ -276,8 +269,8 @@ def claim_generation(params: Params, m: Metrics) -> Verdict:
     vq, disc = sets.gen(sets.vq_set()), sets.gen(sets.digit_set(k))
     if not m.get(vq) or not m.get(disc):
         return Verdict(claim, "not tested", "generated-set metrics missing")
-    fid = Paired.of(per_seed(m, vq, "fid"), per_seed(m, disc, "fid"))  # > 0: DiGIT lower FID
-    isc = Paired.of(per_seed(m, disc, "isc_mean"), per_seed(m, vq, "isc_mean"))  # > 0: higher IS
+    fid = Paired.of(m.values(vq, "fid"), m.values(disc, "fid"))  # > 0: DiGIT lower FID
+    isc = Paired.of(m.values(disc, "isc_mean"), m.values(vq, "isc_mean"))  # > 0: higher IS
     better = [x.outcome == "higher" for x in (fid, isc)]
     worse = [x.outcome == "lower" for x in (fid, isc)]
     ev = (
@@ -313,10 +306,10 @@ def claim_probe(params: Params, m: Metrics) -> Verdict:
     d, v = sets.probe(sets.disc_model(k)), sets.probe(sets.VQ_MODEL)
     if not m.get(d) or not m.get(v):
         return Verdict(claim, "not tested", "probe metrics missing")
-    gap = Paired.of(per_seed(m, d, "best_top1"), per_seed(m, v, "best_top1"))
+    gap = Paired.of(m.values(d, "best_top1"), m.values(v, "best_top1"))
     over_input = None
     if "raw_tokens_top1" in m.data[d]:
-        over_input = Paired.of(per_seed(m, d, "best_top1"), per_seed(m, d, "raw_tokens_top1"))
+        over_input = Paired.of(m.values(d, "best_top1"), m.values(d, "raw_tokens_top1"))
     ev = [
         f"best-block top-1 {m.pm(d, 'best_top1')} (DiGIT K={k}) vs {m.pm(v, 'best_top1')} (VQ): "
         f"DiGIT - VQ {gap.text(4)}; {RULE}"
@@ -324,19 +317,15 @@ def claim_probe(params: Params, m: Metrics) -> Verdict:
     for name, label in ((d, f"DiGIT K={k}"), (v, "VQ")):
         rec = m.data[name]
         if "embedding_top1" in rec:
-            add_emb = Paired.of(per_seed(m, name, "best_top1"), per_seed(m, name, "embedding_top1"))
-            add_raw = Paired.of(
-                per_seed(m, name, "best_top1"), per_seed(m, name, "raw_tokens_top1")
-            )
+            add_emb = Paired.of(m.values(name, "best_top1"), m.values(name, "embedding_top1"))
+            add_raw = Paired.of(m.values(name, "best_top1"), m.values(name, "raw_tokens_top1"))
             ev.append(
                 f"{label}: layer 0 (input embedding) {m.pm(name, 'embedding_top1')}, raw tokens "
                 f"{m.pm(name, 'raw_tokens_top1')}; the blocks add {add_emb.text(4)} over layer 0 "
                 f"and {add_raw.text(4)} over the raw tokens"
             )
     n_layers = m.data[d]["n_layers"]
-    layers = ", ".join(str(r["best_layer"]) for r in m.runs(d).values()) or str(
-        m.data[d]["best_layer"]
-    )
+    layers = ", ".join(map(str, m.values(d, "best_layer")))
     if n_layers < 5:
         ev.append(
             f"best block per seed {layers} of {n_layers}: with {n_layers} blocks there is no "
@@ -376,7 +365,7 @@ def claim_k(params: Params, m: Metrics) -> Verdict:
             f"{what} by K: " + ", ".join(f"K={k} {m.pm(n, key, digits)}" for k, n in names.items())
         )
         for a, b in pairs:
-            diff = Paired.of(per_seed(m, names[b], key), per_seed(m, names[a], key), len(pairs))
+            diff = Paired.of(m.values(names[b], key), m.values(names[a], key), len(pairs))
             if diff.outcome != "unresolved":
                 found.append(f"{what} K={b} - K={a} {diff.text(digits)}")
                 on.add(measure)

@@ -94,10 +94,14 @@ class Metrics:
         """The per-seed records of a seeded name, by seed; {} for an unseeded one."""
         return self.seeded.get(name, {})
 
+    def values(self, name: str, key: str) -> list:
+        """A field per seed, in seed order; the one value of an unseeded file."""
+        runs = self.runs(name)
+        return [r[key] for r in runs.values()] if runs else [self.data[name][key]]
+
     def spread(self, name: str, key: str) -> tuple[float, float, int]:
         """(mean, sample standard deviation, number of seeds) of a field; std 0 for one run."""
-        runs = self.runs(name)
-        values = [float(r[key]) for r in runs.values()] or [float(self.data[name][key])]
+        values = [float(v) for v in self.values(name, key)]
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return statistics.fmean(values), std, len(values)
 

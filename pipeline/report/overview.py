@@ -115,8 +115,8 @@ def curve_panels(params: Params) -> list[tuple[str, list[tuple[str, str]]]]:
     k, ks = params.kmeans.main_k, params.kmeans.ks
     per_seed = sets.seeded_models(ks)
 
-    def stem(model: str) -> str:  # the main seed's files for models trained once per seed
-        return sets.seeded(model, params.seed) if model in per_seed else model
+    def stem(model: str) -> str:  # the main seed's files
+        return sets.model_stem(model, params.seed, per_seed)
 
     token_models = [(f"DiGIT K={kk}", sets.ar(stem(sets.disc_model(kk)))) for kk in ks]
     token_models.append(("VQ tokens", sets.ar(stem(sets.VQ_MODEL))))

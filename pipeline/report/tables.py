@@ -236,7 +236,7 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
         p = m.need(name, what)
         a = m.need(sets.ar(model), what)
         top1, std, n = m.spread(name, "best_top1")
-        layers = [r["best_layer"] for r in m.runs(name).values()] or [p["best_layer"]]
+        layers = m.values(name, "best_layer")
         rows.append(
             {
                 "model": label,
@@ -344,9 +344,7 @@ def ablation_k(params: Params, m: Metrics) -> Table:
                 "codes used": (t.get("trained") or {}).get("codes_used"),
                 "token probe top-1": (t.get("trained") or {}).get("token_probe_top1"),
                 "AR probe top-1": m.pm(probe, "best_top1", 4),
-                "best block (per seed)": ", ".join(
-                    str(r["best_layer"]) for r in m.runs(probe).values()
-                ),
+                "best block (per seed)": ", ".join(map(str, m.values(probe, "best_layer"))),
                 "AR val bits/token": a.get("val_bits_per_token"),
                 "FID": m.pm(s.metrics, "fid"),
                 "IS": m.pm(s.metrics, "isc_mean"),
