@@ -2,8 +2,9 @@
 
 The paper tokenizes the patch features of a frozen DINOv2 ViT-B/14 with 4 registers: the output of
 the third-from-last block, passed through the final LayerNorm, with the CLS and register tokens
-dropped (docs/paper.md, "The recipe as published"). ``dinov2_*`` loads those models through timm from a
-local weights file only. ``cnn_small`` is the in-house encoder of the embedded default: a small
+dropped (docs/paper.md, "The recipe as published"). ``dinov2_*`` names those models, and
+``timm:<model name>`` any other timm backbone (MAE, DINO, CLIP ViTs, ResNets, ...); all load from a
+local weights file only (``TimmEncoder``). ``cnn_small`` is the in-house encoder of the embedded default: a small
 convolutional network whose stride-4 feature map is the patch grid (7x7 for 28x28 MNIST); planning
 found that small ViTs trained for minutes on a CPU give tokens no better than random ones (their
 patch features seemed dominated by position; DINO collapsed), while this CNN trained with SimCLR
@@ -25,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from digit.images import uint8_to_float
-from digit.registry import DINOV2_TIMM, ENCODER_PATCH, TRAINABLE_ENCODERS
+from digit.registry import DINOV2_TIMM, ENCODER_PATCH, TIMM_PREFIX, TRAINABLE_ENCODERS
 
 
 class FrozenEncoder(nn.Module):
@@ -112,18 +113,76 @@ class SmallConvEncoder(FrozenEncoder):
         return self.feature_map(x).flatten(2).transpose(1, 2)  # (B, L, D)
 
 
-# --- DINOv2 through timm ----------------------------------------------------------------------
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# --- any timm backbone (DINOv2 and the rest) --------------------------------------------------
 
 
 class WeightsNotFoundError(FileNotFoundError):
     pass
 
 
-class DinoV2Encoder(FrozenEncoder):
-    """A timm DINOv2 ViT; features of block ``layer`` after the final norm, prefix tokens dropped."""
+class EncoderError(ValueError):
+    """A wrong encoder name or weights that do not fit it, phrased as one line naming the key."""
+
+
+def timm_model_name(name: str) -> str:
+    """Our encoder name -> timm's model name (``dinov2_*`` are aliases, ``timm:<name>`` is any)."""
+    return DINOV2_TIMM[name] if name in DINOV2_TIMM else name.removeprefix(TIMM_PREFIX)
+
+
+def _create(model_name: str, input_size: int):
+    """timm's architecture, random weights, no classifier; ViTs built at ``input_size``."""
+    import timm
+
+    if not timm.is_model(model_name):
+        stem = model_name.split(".")[0].split("_")[0]
+        near = ", ".join(timm.list_models(f"{stem}*")[:5]) or "none"
+        raise EncoderError(f"encoder.name: timm has no model {model_name!r} (e.g. {near})")
+    try:
+        return timm.create_model(model_name, pretrained=False, num_classes=0, img_size=input_size)
+    except TypeError as err:  # CNNs take any size and no img_size argument
+        if "img_size" not in str(err):
+            raise
+        return timm.create_model(model_name, pretrained=False, num_classes=0)
+
+
+def _load_weights(model: nn.Module, model_name: str, weights: str | Path) -> None:
+    """Strictly, from the local file: timm's own checkpoint filter for the family (format
+    conversion, position-table resampling) first; only a classifier head may be left over."""
+    import sys
+
+    from timm.models import load_state_dict
+
+    state = load_state_dict(str(weights))
+    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        state = filter_fn(state, model)
+    head = model.pretrained_cfg.get("classifier") or ()
+    heads = (head,) if isinstance(head, str) else tuple(head)
+    state = {k: v for k, v in state.items() if not k.startswith(tuple(f"{h}." for h in heads))}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a shape that does not fit
+        detail = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), str(err))
+        raise EncoderError(
+            f"encoder.weights: {weights} does not fit timm model {model_name!r}: {detail}"
+        ) from None
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise EncoderError(
+            f"encoder.weights: {weights} does not fit timm model {model_name!r}: {what}"
+            f" ({len(missing)} missing, {len(unexpected)} unexpected keys)"
+        )
+
+
+class TimmEncoder(FrozenEncoder):
+    """A frozen timm backbone, weights from a local file, normalised as its pretrained config says.
+
+    ViTs (DINOv2, MAE, DINO, CLIP, ...): the output of block ``layer`` (the paper: third-from-last)
+    through the final norm, with the prefix tokens dropped whatever their count (CLS, registers);
+    the patch grid is the patch embedding's. CNNs (ResNets, ConvNeXts, ...): ``layer`` indexes the
+    feature stages of timm's ``feature_info`` (negative from the end) and that stage's map is the
+    patch grid, one token per position, its stride the patch (a ResNet at 224 px: -2 is stride 16,
+    14 x 14 tokens, the analogue of a ViT/16 grid; -3 is stride 8)."""
 
     def __init__(
         self,
@@ -134,44 +193,56 @@ class DinoV2Encoder(FrozenEncoder):
         pretrained: bool = True,
     ):
         super().__init__()
-        import timm
-
         if pretrained and (weights is None or not Path(weights).is_file()):
             raise WeightsNotFoundError(
-                f"encoder.weights: DINOv2 weights file {weights!r} not found; download "
-                f"{DINOV2_TIMM[name]} (.pth or .safetensors) once and set encoder.weights to its "
-                "local path (nothing is fetched at run time)"
+                f"encoder.weights: weights file {weights!r} for {timm_model_name(name)} not "
+                "found; save its state dict (.pth or .safetensors) once and set encoder.weights "
+                "to its local path (nothing is fetched at run time)"
             )
-        self.name, self.patch, self.input_size = name, ENCODER_PATCH[name], input_size
-        self.weights_file = str(weights)
-        self.model = timm.create_model(
-            DINOV2_TIMM[name],
-            pretrained=pretrained,
-            pretrained_cfg_overlay=dict(file=str(weights)) if pretrained else None,
-            img_size=input_size,
-            num_classes=0,
-        )
-        self.model.eval()
-        n_blocks = len(self.model.blocks)
-        self.block_index = layer % n_blocks
-        if not -n_blocks <= layer < n_blocks:
-            raise ValueError(f"encoder.layer: {layer} out of range for {n_blocks} blocks")
-        self.dim = self.model.embed_dim
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.name, self.input_size, self.weights_file = name, input_size, str(weights)
+        model_name = timm_model_name(name)
+        self.model = _create(model_name, input_size).eval()
+        if pretrained:
+            _load_weights(self.model, model_name, weights)
+        self.is_vit = hasattr(self.model, "patch_embed") and hasattr(self.model, "blocks")
+        if self.is_vit:
+            n = len(self.model.blocks)
+            self.patch, self.dim = self.model.patch_embed.patch_size[0], self.model.embed_dim
+        else:
+            n = len(self.model.feature_info)
+        if not -n <= layer < n:
+            what = "blocks" if self.is_vit else "feature stages"
+            raise EncoderError(f"encoder.layer: {layer} out of range for {n} {what} of {name}")
+        self.block_index = layer % n
+        if not self.is_vit:
+            stage = self.model.feature_info[self.block_index]
+            self.patch, self.dim = stage["reduction"], stage["num_chs"]
+        if input_size % self.patch:
+            raise EncoderError(
+                f"encoder.input_size: {input_size} px is not divisible by the patch size "
+                f"{self.patch} of encoder {name!r}"
+            )
+        cfg = self.model.pretrained_cfg
+        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
 
     def patch_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = (x - self.mean) / self.std
-        (feats,) = self.model.forward_intermediates(
-            x,
-            indices=[self.block_index],
-            norm=True,  # the final LayerNorm, as the paper
-            output_fmt="NLC",
-            intermediates_only=True,
+        if self.is_vit:
+            (feats,) = self.model.forward_intermediates(
+                x,
+                indices=[self.block_index],
+                norm=True,  # the final LayerNorm, as the paper
+                output_fmt="NLC",
+                intermediates_only=True,
+            )
+            return feats  # (B, L, D), prefix tokens dropped
+        (fmap,) = self.model.forward_intermediates(
+            x, indices=[self.block_index], intermediates_only=True
         )
-        return feats  # (B, L, D), prefix (CLS, register) tokens dropped
+        return fmap.flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, L, D)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -191,7 +262,7 @@ def _cnn_small(in_channels: int, input_size: int, width: int = 128, **_: object)
     return SmallConvEncoder(in_channels=in_channels, width=width, input_size=input_size)
 
 
-def _dinov2(name: str) -> EncoderBuilder:
+def _timm(name: str) -> EncoderBuilder:
     def build(
         input_size: int,
         weights: str | None = None,
@@ -199,19 +270,31 @@ def _dinov2(name: str) -> EncoderBuilder:
         pretrained: bool = True,
         **_: object,
     ) -> FrozenEncoder:
-        return DinoV2Encoder(name, weights, layer, input_size, pretrained)
+        return TimmEncoder(name, weights, layer, input_size, pretrained)
 
     return build
 
 
 ENCODERS: dict[str, EncoderBuilder] = {"cnn_small": _cnn_small} | {
-    name: _dinov2(name) for name in DINOV2_TIMM
+    name: _timm(name) for name in DINOV2_TIMM
 }
 TRAINABLE = set(TRAINABLE_ENCODERS)
 
 
+def patch_size(name: str, input_size: int, layer: int = -3) -> int:
+    """Pixels per token side, without weights: the registry's, or the timm architecture's."""
+    if name in ENCODER_PATCH:
+        return ENCODER_PATCH[name]
+    return TimmEncoder(name, None, layer, input_size, pretrained=False).patch
+
+
 def build_encoder(name: str, **kwargs: object) -> FrozenEncoder:
-    """kwargs: in_channels, input_size, width (cnn_small); weights, layer (DINOv2)."""
+    """kwargs: in_channels, input_size, width (cnn_small); weights, layer (timm backbones)."""
+    if name.startswith(TIMM_PREFIX):
+        return _timm(name)(**kwargs)
     if name not in ENCODERS:
-        raise KeyError(f"encoder.name: unknown encoder {name!r}; known: {sorted(ENCODERS)}")
+        raise KeyError(
+            f"encoder.name: unknown encoder {name!r}; known: {sorted(ENCODERS)} or "
+            f"{TIMM_PREFIX}<any timm model name>"
+        )
     return ENCODERS[name](**kwargs)

@@ -5,7 +5,8 @@ modules that build the objects key their registries by them, so each name is wri
 
 - ``GPT_SIZES``: the named transformer sizes (``digit.gpt.build_gpt``);
 - ``PREFIX_MODES``: how the renderer reads its prefix (``digit.gpt``);
-- ``DINOV2_TIMM``, ``ENCODER_PATCH``, ``TRAINABLE_ENCODERS``: the encoders (``digit.encoders``);
+- ``DINOV2_TIMM``, ``ENCODER_PATCH``, ``TRAINABLE_ENCODERS``, ``TIMM_PREFIX``: the encoders
+  (``digit.encoders``);
 - ``SSL_OBJECTIVES``: how the in-house encoder is trained (``digit.ssl``; "none": random weights);
 - ``EXTRACTORS``: the FID / IS feature extractors (``digit.metrics.fid``).
 
@@ -56,6 +57,7 @@ DINOV2_TIMM = {  # our name -> timm's model name
 # Pixels per token side: cnn_small's stride-4 feature map, the ViTs' 14 px patches.
 ENCODER_PATCH = {"cnn_small": 4} | dict.fromkeys(DINOV2_TIMM, 14)
 TRAINABLE_ENCODERS = ("cnn_small",)  # the others are frozen as released
+TIMM_PREFIX = "timm:"  # encoder.name "timm:<timm model name>": any backbone timm builds, frozen
 
 SSL_OBJECTIVES = ("simclr", "mae", "none")
 

@@ -1,4 +1,4 @@
-"""Encoder model files: the trained small encoder, or a verified pointer to frozen DINOv2 weights.
+"""Encoder model files: the trained small encoder, or a verified pointer to frozen weights (timm).
 
 Model files describe themselves (pipeline/checkpoints.py): the encoder's holds its registry name
 and builder arguments, so the loader rebuilds the module from the file alone and loads weights
@@ -11,16 +11,17 @@ from pathlib import Path
 
 import torch
 
-from digit.encoders import FrozenEncoder, build_encoder, file_sha256
+from digit.encoders import TRAINABLE, FrozenEncoder, build_encoder, file_sha256
 from pipeline.checkpoints import read_model, save_model
 from pipeline.stage import StageError
 
 
 def save_encoder(path: str | Path, encoder: FrozenEncoder, kwargs: dict, **extra) -> None:
-    """The encoder's model file: a trained encoder with its weights; a frozen DINOv2 as a verified
-    pointer (the sha256 of the weights file, which stays where the user keeps it)."""
+    """The encoder's model file: a trained encoder with its weights; a frozen one (DINOv2, any timm
+    backbone) as a verified pointer (the sha256 of the weights file, which stays where the user
+    keeps it)."""
     config = {"name": encoder.name, "kwargs": kwargs}
-    if encoder.name.startswith("dinov2"):
+    if encoder.name not in TRAINABLE:
         extra["weights_sha256"] = file_sha256(kwargs["weights"])
         save_model(path, "encoder", config, None, **extra)
     else:
@@ -30,7 +31,7 @@ def save_encoder(path: str | Path, encoder: FrozenEncoder, kwargs: dict, **extra
 def load_encoder(path: str, device: str = "cpu") -> FrozenEncoder:
     ckpt = read_model(path, "encoder")
     name, kwargs, extra = ckpt["config"]["name"], ckpt["config"]["kwargs"], ckpt["extra"]
-    if "random_init_seed" in extra:  # a random-weights baseline too large to store (DINOv2)
+    if "random_init_seed" in extra:  # a random-weights baseline too large to store (timm)
         torch.manual_seed(extra["random_init_seed"])
         return build_encoder(name, **kwargs, pretrained=False).to(device).eval()
     encoder = build_encoder(name, **kwargs)

@@ -27,6 +27,8 @@ from digit.registry import (
     GPT_SIZES,
     PREFIX_MODES,
     SSL_OBJECTIVES,
+    TIMM_PREFIX,
+    TRAINABLE_ENCODERS,
     URL_INCEPTION_V3,
 )
 from digit.schedule import SCHEDULES as LR_SCHEDULES
@@ -77,11 +79,26 @@ class DataParams(Section):
 
 
 class EncoderParams(Section):
-    name: Literal[ENCODERS]  # type: ignore[valid-type]
-    weights: str | None = None  # DINOv2: local .pth/.safetensors; never downloaded
-    layer: int = -3  # ViT block (negative = from the end); the paper uses the third-from-last
+    name: str  # cnn_small | dinov2_* | timm:<any timm model name> (checked below)
+    weights: str | None = None  # frozen encoders: local .pth/.safetensors; never downloaded
+    layer: int = -3  # ViT block / CNN feature stage (negative = from the end); the paper: -3
     input_size: PosInt | None = None  # encoder input resolution; None = data.image_size
     width: PosInt = 64  # cnn_small feature width (D)
+
+    @model_validator(mode="after")
+    def _known_name(self) -> EncoderParams:
+        timm_name = self.name.removeprefix(TIMM_PREFIX)
+        if self.name not in ENCODERS and not (self.name.startswith(TIMM_PREFIX) and timm_name):
+            raise ValueError(
+                f"encoder.name: unknown encoder {self.name!r}; expected one of "
+                f"{', '.join(ENCODERS)} or {TIMM_PREFIX}<timm model name>"
+            )
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        """Released weights from a local file (DINOv2 or any timm backbone): nothing trained."""
+        return self.name not in TRAINABLE_ENCODERS
 
 
 class SSLParams(Section):
@@ -404,25 +421,22 @@ class Params(Section):
             )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (got {self.device!r})")
-        patch = ENCODER_PATCH[self.encoder.name]
+        if self.encoder.frozen and not self.encoder.weights:
+            raise ValueError(
+                f"encoder.weights: encoder {self.encoder.name!r} needs a local weights file "
+                "(.pth or .safetensors); nothing is downloaded at run time"
+            )
         size = self.encoder.input_size or self.data.image_size
+        patch = ENCODER_PATCH.get(self.encoder.name)
+        if patch is None:  # a timm backbone: its grid is its architecture's (the vq stage checks)
+            return self
         if size % patch:
             raise ValueError(
                 f"encoder.input_size: {size} px is not divisible by the patch size {patch} "
                 f"of encoder {self.encoder.name!r}"
             )
-        if self.encoder.name.startswith("dinov2") and not self.encoder.weights:
-            raise ValueError(
-                f"encoder.weights: encoder {self.encoder.name!r} needs a local weights file "
-                "(.pth or .safetensors); nothing is downloaded at run time"
-            )
-        grid = size // patch
-        downsample = self.data.image_size // grid
-        if self.data.image_size % grid or downsample & (downsample - 1):
-            raise ValueError(
-                f"data.image_size: the VQ autoencoder needs {self.data.image_size} px = "
-                f"{grid} tokens (the encoder's grid) x a power of two"
-            )
+        if problem := vq_grid_problem(self.data.image_size, size // patch):
+            raise ValueError(problem)
         n = FIXED_SIZES.get(self.data.dataset)
         if n is not None:
             n = min(n, self.data.max_images or n)
@@ -433,6 +447,17 @@ class Params(Section):
                     f"kmeans.ks: K={too_big[0]} exceeds the ~{n_vectors} train feature vectors"
                 )
         return self
+
+
+def vq_grid_problem(image_size: int, grid: int) -> str | None:
+    """The VQ autoencoder downsamples by a power of two to the encoder's token grid."""
+    downsample = image_size // grid
+    if image_size % grid or downsample & (downsample - 1):
+        return (
+            f"data.image_size: the VQ autoencoder needs {image_size} px = {grid} tokens (the "
+            "encoder's grid) x a power of two"
+        )
+    return None
 
 
 def _format_error(err: ValidationError, source: str) -> str:
@@ -467,12 +492,12 @@ def check_files(params: Params, root: str | Path = ".", source: str = "params.ya
     (and the flow) before any compute, not by the stage that needs it an hour later. Relative paths
     are taken from ``root``, the folder of params.yaml, where the stages run."""
     needed = []
-    if params.encoder.name.startswith("dinov2") and params.encoder.weights:
+    if params.encoder.frozen and params.encoder.weights:
         needed.append(
             (
                 "encoder.weights",
                 params.encoder.weights,
-                f"the {params.encoder.name} DINOv2 checkpoint (.pth or .safetensors)",
+                f"the {params.encoder.name} checkpoint (.pth or .safetensors)",
             )
         )
     if params.evaluate.extractor == "inception-v3-compat" and params.evaluate.inception_weights:

@@ -36,7 +36,7 @@ def test_default_and_presets_validate():
         ("kmeans.main_k", 100, "kmeans.main_k: 100 is not one of kmeans.ks"),
         ("kmeans.niter", "twenty", "kmeans.niter: Input should be a valid integer"),
         ("ssl.lr", -1.0, "ssl.lr: Input should be greater than 0"),
-        ("encoder.name", "vit_tiny", "encoder.name: Input should be"),
+        ("encoder.name", "vit_tiny", "encoder.name: unknown encoder 'vit_tiny'; expected one of"),
         ("data.dataset", "cifar", "data.dataset: Input should be"),
         ("data.image_size", 30, "data.image_size: dataset 'mnist5k' is 28x28"),
         (
@@ -91,8 +91,9 @@ def test_schema_takes_its_names_from_the_registries():
     assert (
         build_encoder("cnn_small", in_channels=1, input_size=28).patch == ENCODER_PATCH["cnn_small"]
     )
+    for name in ENCODERS:  # and "timm:<any timm name>", checked by tests/test_encoders.py
+        P.EncoderParams(name=name)
     accepted = {
-        "encoder.name": ENCODERS,
         "data.dataset": DATASETS,
         "ssl.objective": SSL_OBJECTIVES,
         "evaluate.extractor": EXTRACTORS,

@@ -345,7 +345,10 @@ MISTAKES = [
     ({"kmeans.ks": [1, 256]}, "kmeans.ks.0: Input should be greater than or equal to 2"),
     ({"kmeans.ks": [256, 10**6]}, "kmeans.ks: K=1000000 exceeds the ~196000 train"),
     ({"encoder.input_size": 30}, "encoder.input_size: 30 px is not divisible by the patch"),
-    ({"encoder.name": "resnet50"}, "encoder.name: Input should be 'cnn_small'"),
+    (
+        {"encoder.name": "resnet50"},
+        "encoder.name: unknown encoder 'resnet50'; expected one of cnn_small",
+    ),
     ({"data.dataset": "cifar10"}, "data.dataset: Input should be 'mnist5k' or 'imagefolder'"),
     ({"evaluate.extractor": "clip"}, "evaluate.extractor: Input should be 'evalnet' or"),
     ({"generate.renderer_ar.top_p": 0}, "generate.renderer_ar.top_p: Input should be greater"),
@@ -360,7 +363,7 @@ MISTAKES = [
     (
         {**DINO, "encoder.weights": "weights/dinov2_vitb14_reg4.pth"},
         "encoder.weights: file 'weights/dinov2_vitb14_reg4.pth' not found; expected the "
-        "dinov2_vitb14_reg4 DINOv2 checkpoint (.pth or .safetensors)",
+        "dinov2_vitb14_reg4 checkpoint (.pth or .safetensors)",
     ),
     (
         {"evaluate.extractor": "inception-v3-compat", "evaluate.inception_weights": "inc.pth"},

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from digit.encoders import TRAINABLE, WeightsNotFoundError, build_encoder
+from digit.encoders import TRAINABLE, EncoderError, WeightsNotFoundError, build_encoder
 from digit.ssl import (
     AugmentConfig,
     MAEConfig,
@@ -89,7 +89,7 @@ def run(
     kwargs = encoder_kwargs(params)
     try:
         encoder = build_encoder(params.encoder.name, **kwargs)
-    except WeightsNotFoundError as err:
+    except (WeightsNotFoundError, EncoderError) as err:
         raise StageError(str(err)) from None
     data = load_images(images)
     train = torch.from_numpy(data.images[data.train])

@@ -18,15 +18,15 @@ import torch
 
 import digit.vq
 import digit.vq_train
+from digit.encoders import EncoderError, patch_size
 from digit.images import uint8_to_float
 from digit.progress import progress
-from digit.registry import ENCODER_PATCH
 from digit.vq import VQVAE, VQConfig
 from digit.vq_train import NoiseAugConfig, VQTrainConfig, evaluate_vq, train_vq
 from pipeline import io
 from pipeline.checkpoints import save_model
 from pipeline.images import load_images
-from pipeline.params import Params
+from pipeline.params import Params, vq_grid_problem
 from pipeline.resume import (
     Checkpoints,
     CurveLogger,
@@ -35,15 +35,29 @@ from pipeline.resume import (
     rng_state,
     set_rng_state,
 )
-from pipeline.stage import apply_variant, cli, record_timing, resolve_device, stage
+from pipeline.stage import (
+    StageError,
+    apply_variant,
+    cli,
+    record_timing,
+    resolve_device,
+    stage,
+)
 
 log = logging.getLogger("digit.vq")
 
 
 def token_grid(params: Params) -> int:
     """Tokens per side of the discriminative encoder, which the VQ grid must match."""
-    size = params.encoder.input_size or params.data.image_size
-    return size // ENCODER_PATCH[params.encoder.name]
+    e = params.encoder
+    size = e.input_size or params.data.image_size
+    try:
+        grid = size // patch_size(e.name, size, e.layer)
+    except EncoderError as err:
+        raise StageError(str(err)) from None
+    if problem := vq_grid_problem(params.data.image_size, grid):
+        raise StageError(problem)
+    return grid
 
 
 def vq_config(params: Params) -> VQConfig:
