@@ -2,8 +2,7 @@
 
 Copies the project to a temporary directory, reproduces the whole DAG once, then copies that state
 twice, changes one param in both copies (default ``generate.n_samples``: it re-runs the generate
-and evaluate stages of every generated set, eleven branches independent of each other, and the
-report) and times
+stage of every generated set, branches independent of each other, and the report) and times
 `dvc repro` in one copy and the flow (``flow.max_parallel`` from params.yaml) in the other. The flow
 runs against a temporary Prefect server whose start is not timed. Prints a markdown table.
 

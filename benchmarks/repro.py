@@ -47,8 +47,8 @@ GROUPS = [
     ("GPT training (token models, renderers)", re.compile(r"^(ar|renderer)_")),
     ("encoder training (ssl)", re.compile(r"^ssl")),
     ("VQ autoencoder training", re.compile(r"^vq")),
-    ("generation", re.compile(r"^generate_")),
-    ("FID / IS (evaluate, sampling sweep)", re.compile(r"^(evaluate|sampling)")),
+    ("generation and its FID / IS (generate, upper bounds)", re.compile(r"^generate_")),
+    ("sampling sweep (Fig. 6)", re.compile(r"^sampling")),
     ("probes and token / encoder evaluation", re.compile(r"^(probe|token_eval|encoder_eval)")),
     ("the rest", re.compile(r"")),
 ]

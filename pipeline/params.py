@@ -228,6 +228,7 @@ class TrainFields(Section):
     grad_clip: NonNeg = 1.0  # 0 = off
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     eval_every: NonNegInt  # 0 = at the end only
+    eval_rows: NonNegInt = 256  # val rows of the evaluations before the last (0 = all); last: all
     checkpoint_every: NonNegInt  # 0 = no resumable checkpoints
     log_every: PosInt = 10
     eval_batch_size: PosInt = 256
@@ -391,7 +392,8 @@ class Params(Section):
     seed: int
     # The seed axis (pipeline/sets.py): the models behind claims 2-4 run once per entry; `seed` is
     # the main one, which everything else uses, and must be among them.
-    seeds: Annotated[list[NonNegInt], Field(min_length=1)] = [0, 1, 2]
+    seeds: Annotated[list[NonNegInt], Field(min_length=1)] = [0, 1, 2, 3]
+    sample_seeds: Annotated[list[NonNegInt], Field(min_length=1)] = [0, 1, 2]
     device: str = "auto"
     data: DataParams
     encoder: EncoderParams
@@ -418,6 +420,16 @@ class Params(Section):
         if self.seed not in self.seeds or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(
                 f"seeds: expected distinct seeds that include seed={self.seed}, got {self.seeds}"
+            )
+        sample = self.sample_seeds
+        if (
+            self.seed not in sample
+            or len(set(sample)) < len(sample)
+            or set(sample) - set(self.seeds)
+        ):
+            raise ValueError(
+                f"sample_seeds: expected distinct seeds out of seeds {self.seeds} that include "
+                f"seed={self.seed}, got {sample}"
             )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (got {self.device!r})")

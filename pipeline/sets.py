@@ -9,9 +9,11 @@ through DVC and checks that its stages write exactly these sets and read the tok
 renderers named here. The report (pipeline/report/) builds no name of its own.
 
 The seed axis: the models behind the generation and probe claims -- the unconditional token models
-over discriminative tokens (every K) and over VQ tokens, and the "ar" renderers of every K -- are
-trained once per entry of ``seeds``, and so are the sets sampled from them and their probes. Their
-files carry ``_s<seed>`` (``models/ar_k256_s1.pt``, ``metrics/gen_digit_k256_ar_s1.json``);
+over discriminative tokens (every K) and over VQ tokens, and their probes -- are trained once per
+entry of ``seeds``; the "ar" renderers of every K and the sets sampled from the token models once
+per entry of ``sample_seeds``, a part of ``seeds`` (``axis_seeds``): a sample set costs a renderer
+as well, and the probes need more seeds than FID does to resolve a difference of K. Their files
+carry ``_s<seed>`` (``models/ar_k256_s1.pt``, ``metrics/gen_digit_k256_ar_s1.json``);
 ``sample_sets`` names the sets without it, as the report reads them (pipeline/report/metrics.py
 gathers the seeds of a name), and ``dag_sets`` lists the files the DAG writes. The variants
 (class-conditional, MaskGIT, MAE) run once, from the models of the main ``seed``.
@@ -68,6 +70,15 @@ def renderer_name(tokens: str, k: int, kind: Literal["ar", "maskgit"]) -> str:
 
 
 # --- metrics file stems -------------------------------------------------------------------------
+
+SAMPLE_SIDE = ("renderer_", "generate_", "gen_")  # stems of renderers and sample sets
+
+
+def axis_seeds(name: str, seeds: list[int], sample_seeds: list[int]) -> list[int]:
+    """The seeds a seeded metrics ``name`` (stem without ``_s<seed>``) is written for: renderers
+    and sample sets along ``sample_seeds``, token models and probes along ``seeds``."""
+    return sample_seeds if name.startswith(SAMPLE_SIDE) else seeds
+
 
 PREPARE = "prepare"
 SSL = "ssl"  # the main (SimCLR) encoder's training
@@ -130,14 +141,19 @@ def model_stem(model: str, seed: int, per_seed: set[str]) -> str:
     return seeded(model, seed) if model in per_seed else model
 
 
-def dag_probes(ks: list[int], seeds: list[int]) -> list[str]:
-    """The probe metrics stems the DAG writes."""
+def dag_probed_models(ks: list[int], seeds: list[int]) -> list[str]:
+    """The stems of the token models the DAG probes: the seeded ones once per entry of ``seeds``."""
     per_seed = seeded_models(ks)
     return [
-        probe(seeded(m, s) if m in per_seed else m)
+        seeded(m, s) if m in per_seed else m
         for m in probe_models(ks)
         for s in (seeds if m in per_seed else [None])
     ]
+
+
+def dag_probes(ks: list[int], seeds: list[int]) -> list[str]:
+    """The probe metrics stems the DAG writes."""
+    return [probe(m) for m in dag_probed_models(ks, seeds)]
 
 
 # --- sample sets --------------------------------------------------------------------------------
@@ -312,13 +328,15 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
     return {s.name: s for s in sets}
 
 
-def dag_sets(ks: list[int], main_k: int, seeds: list[int], main_seed: int) -> dict[str, SampleSet]:
-    """Every set the DAG writes, by file name: the seeded sets once per seed, the others once
-    from the main seed's models."""
+def dag_sets(
+    ks: list[int], main_k: int, sample_seeds: list[int], main_seed: int
+) -> dict[str, SampleSet]:
+    """Every set the DAG writes, by file name: the seeded sets once per sample seed, the others
+    once from the main seed's models."""
     per_seed = seeded_models(ks)
     out = {}
     for s in sample_sets(ks, main_k).values():
-        for seed in seeds if s.seeded else [main_seed]:
+        for seed in sample_seeds if s.seeded else [main_seed]:
             c = s.for_seed(seed, per_seed)
             out[c.name] = c
     return out

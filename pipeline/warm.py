@@ -77,7 +77,7 @@ IDLE_S = 120.0
 PRELOAD = (
     "numpy",
     "torch",
-    "torch_fidelity",  # torchvision with it: 4-5 s of the evaluate stages' start
+    "torch_fidelity",  # torchvision with it: 4-5 s of a scoring (generate) stage's start
     "zarr",
     "faiss",
     "scipy.linalg",

@@ -64,7 +64,7 @@ def test_smoke_generative_outputs(smoke):
     vq_tokens = zarr.open_group(str(smoke / "tokens/vq.zarr"), mode="r")["tokens"]
     disc = zarr.open_group(str(smoke / f"tokens/disc_k{main}.zarr"), mode="r")["tokens"]
     assert vq_tokens.shape == disc.shape  # the same token grid for both AR models
-    seeds, seed = params["seeds"], params["seed"]
+    seeds, sample_seeds, seed = params["seeds"], params["sample_seeds"], params["seed"]
     per_seed = [f"{m}_s{s}" for m in [*(f"k{k}" for k in ks), "vq"] for s in seeds]
     models = per_seed + [f"k{main}_cond", "vq_cond", f"k{main}_long", f"k{main}_large"]
     for m in models:
@@ -77,12 +77,12 @@ def test_smoke_generative_outputs(smoke):
     # The renderers: after 12 steps the true prefix does not reliably beat a shuffled one
     # (measured gaps of -0.001 to 0.008 nats), so that relation is tested on a renderer trained
     # longer (tests/test_train.py::test_stage2_uses_its_prefix, with the stage's derangement).
-    for r in [f"k{k}_ar_s{s}" for k in ks for s in seeds] + [f"k{main}_maskgit"]:
+    for r in [f"k{k}_ar_s{s}" for k in ks for s in sample_seeds] + [f"k{main}_maskgit"]:
         s2 = metrics(smoke, f"renderer_{r}")
         uniform = math.log(s2["vq_vocab"])  # nats of a uniform guess: measured 1.0-1.7 below
         assert s2["val_loss"] < uniform and s2["val_loss_shuffled_prefix"] < uniform, r
         assert s2["val_bits_per_token"] == pytest.approx(s2["val_loss"] / math.log(2), abs=1e-3)
-    sets = [f"{x}_s{s}" for x in [*(f"digit_k{k}_ar" for k in ks), "vq"] for s in seeds]
+    sets = [f"{x}_s{s}" for x in [*(f"digit_k{k}_ar" for k in ks), "vq"] for s in sample_seeds]
     sets += [f"digit_k{main}_{v}" for v in ("maskgit", "cond_ar", "cond_maskgit", "ar_untruncated")]
     sets += [f"digit_k{main}_{v}_ar" for v in ("long", "large")]
     sets += ["vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]
@@ -106,7 +106,7 @@ def test_smoke_generative_outputs(smoke):
     b = zarr.open_group(str(smoke / f"samples/digit_k{main}_maskgit.zarr"), mode="r")
     assert np.array_equal(a["tokens"][:], b["tokens"][:])
     # Another seed: another token model, other samples.
-    other = next(s for s in seeds if s != seed)
+    other = next(s for s in sample_seeds if s != seed)
     c = zarr.open_group(str(smoke / f"samples/digit_k{main}_ar_s{other}.zarr"), mode="r")
     assert not np.array_equal(a["tokens"][:], c["tokens"][:])
     assert not (smoke / "checkpoints").exists() or not any((smoke / "checkpoints").iterdir())

@@ -126,13 +126,17 @@ def test_changed_branch_runs_and_the_rest_skips(flow_runs):
         "ar",
         "renderer",
         "generate",
-        "evaluate_k",
         "probe",
     )
-    seeds = yaml.safe_load((flow_runs["work"] / "params.yaml").read_text())["seeds"]
-    per_k_seed = ("ar", "renderer", "generate", "evaluate_k", "probe")  # stage@K-SEED
+    params = yaml.safe_load((flow_runs["work"] / "params.yaml").read_text())
+    per_k_seed = {
+        "ar": "seeds",
+        "probe": "seeds",
+        "renderer": "sample_seeds",
+        "generate": "sample_seeds",
+    }
     expected = {f"{s}@{k}" for s in per_k if s not in per_k_seed}
-    expected |= {f"{s}@{k}-{seed}" for s in per_k_seed for seed in seeds}
+    expected |= {f"{s}@{k}-{seed}" for s, axis in per_k_seed.items() for seed in params[axis]}
     assert expected | {"report"} <= branch, branch
     # Nothing else: not the shared upstream, the main-K-only or VQ stages, nor the other K.
     mine = {

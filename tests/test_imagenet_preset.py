@@ -38,7 +38,7 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
     planned = re.findall(r"Running stage '([^']+)'", plan)
     stages = dvc(work, "stage", "list", "--name-only").split()
     assert sorted(planned) == sorted(stages) and len(stages) > 40
-    assert {"kmeans@1024", "kmeans@4096", "kmeans@8192", "ar@8192-0", "evaluate_k@8192-0"} <= set(
+    assert {"kmeans@1024", "kmeans@4096", "kmeans@8192", "ar@8192-0", "generate@8192-0"} <= set(
         planned
     )
     assert "--k 8192" in plan and "samples/digit_k8192_ar_s0.zarr" in plan

@@ -18,8 +18,8 @@ from pipeline.sets import dag_sets, sample_sets
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load(ROOT / "params.yaml")
 KS, MAIN_K = PARAMS.kmeans.ks, PARAMS.kmeans.main_k
-SEEDS, MAIN_SEED = PARAMS.seeds, PARAMS.seed
-SETS = dag_sets(KS, MAIN_K, SEEDS, MAIN_SEED)
+SEEDS, SAMPLE_SEEDS, MAIN_SEED = PARAMS.seeds, PARAMS.sample_seeds, PARAMS.seed
+SETS = dag_sets(KS, MAIN_K, SAMPLE_SEEDS, MAIN_SEED)
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,9 @@ def written(dag: list[Stage], pattern: str, stage_prefix: str = "") -> set[str]:
     }
 
 
-def test_evaluate_stages_write_exactly_the_sample_sets(dag):
+def test_the_sample_sets_are_scored_exactly_once(dag):
     expected = {f"metrics/gen_{s}.json" for s in SETS}
-    assert written(dag, r"metrics/gen_.*\.json", "evaluate") == expected
-    assert written(dag, r"metrics/gen_.*\.json") == expected  # no other stage writes one
+    assert written(dag, r"metrics/gen_.*\.json") == expected  # by the stage that generates each
 
 
 def test_each_set_is_made_from_the_models_its_definition_names(dag):
@@ -68,15 +67,16 @@ def test_each_set_is_made_from_the_models_its_definition_names(dag):
         assert st, f"{s.name}: no stage of dvc.yaml writes samples/{s.name}.zarr"
         assert f"reports/figures/samples_{s.name}.png" in st.outs, st.name
         assert f"metrics/{sets.generate(s.name)}.json" in st.outs, st.name
-        models = {d for d in st.deps if d.startswith("models/") and d != "models/vq.pt"}
+        assert f"metrics/{s.metrics}.json" in st.outs, st.name  # scored where it is generated
+        assert "models/evalnet.pt" in st.deps, st.name
+        shared = {"models/vq.pt", "models/evalnet.pt"}
+        models = {d for d in st.deps if d.startswith("models/") and d not in shared}
         expected = set()
         if s.token_model:
             expected.add(f"models/ar_{s.token_model}.pt")
         if s.renderer:
             expected.add(f"models/renderer_{s.renderer}.pt")
         assert models == expected, f"{st.name} ({s.name})"
-        evaluate = made[f"metrics/{s.metrics}.json"]
-        assert f"samples/{s.name}.zarr" in evaluate.deps, evaluate.name
     assert {s.table for s in SETS.values()} == {
         "table3_unconditional",
         "table4_conditional",
@@ -105,6 +105,7 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
         *(sets.kmeans(k) for k in KS),
         *(sets.tokens(k) for k in KS),
         *(sets.ar(m) for m in token_models),
+        *(sets.ar(m) for m in sets.dag_probed_models(KS, SEEDS)),
         *(sets.renderer(r) for r in renderers),
         *sets.dag_probes(KS, SEEDS),
         *(sets.generate(s) for s in SETS),

@@ -64,7 +64,14 @@ class Metrics:
     seeded: dict[str, dict[int, dict]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, root: str | Path, seeds: list[int] | None = None) -> Metrics:
+    def load(
+        cls,
+        root: str | Path,
+        seeds: list[int] | None = None,
+        sample_seeds: list[int] | None = None,
+    ) -> Metrics:
+        """``seeds`` / ``sample_seeds``: the seeds each seeded name must have (``sets.axis_seeds``;
+        ``sample_seeds`` defaults to ``seeds``); None takes whatever seeds are on disk."""
         root = Path(root)
         data, seeded = {}, {}
         for p in sorted(root.glob("*.json")):
@@ -75,13 +82,15 @@ class Metrics:
             else:
                 seeded.setdefault(name, {})[seed] = record
         for name, runs in seeded.items():
-            missing = sorted(set(seeds or []) - set(runs))
+            axis = "sample_seeds" if name.startswith(sets.SAMPLE_SIDE) else "seeds"
+            wanted = None if seeds is None else sets.axis_seeds(name, seeds, sample_seeds or seeds)
+            missing = sorted(set(wanted or []) - set(runs))
             if missing:
                 raise MissingMetrics(
                     f"{root / sets.seeded(name, missing[0])}.json is missing: the report needs "
-                    f"every seed of `seeds` {seeds} (run `dvc repro`)"
+                    f"every seed of `{axis}` {wanted} (run `dvc repro`)"
                 )
-            runs = {s: runs[s] for s in sorted(runs) if seeds is None or s in seeds}
+            runs = {s: runs[s] for s in sorted(runs) if wanted is None or s in wanted}
             seeded[name] = runs
             data[name] = mean_record(list(runs.values()))
         return cls(root, data, seeded)

@@ -198,8 +198,8 @@ def table3(params: Params, m: Metrics) -> Table:
             f"Renderer: `renderer.prefix_mode: {params.renderer.prefix_mode}` (sequence = the "
             "paper's prefix-first stage 2; aligned = each output position reads the prefix token "
             "at its own image place, no prefix in the sequence; both).",
-            "FID / IS std: sample standard deviation over the seeds (`seeds`; one model of each "
-            "kind per seed). Rows without std are trained once (main seed).",
+            "FID / IS std: sample standard deviation over the sample seeds (`sample_seeds`; one "
+            "model of each kind per seed). Rows without std are trained once (main seed).",
             "source-label top-1: the evaluation net's top-1 on the upper-bound images against the "
             "labels of the val images whose tokens were rendered (does the digit survive?).",
         ],
@@ -259,7 +259,7 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
     first = m.need(sets.probe(table2_models(params)[0][0]), "Table 2")
     notes = [
         f"Protocol: {first['protocol']}.",
-        "Mean over seeds (`seeds`); std: their sample standard deviation. Layer 0: the same probe "
+        "Mean over the seeds (`seeds`); std: their sample standard deviation. Layer 0: the same probe "
         "on the model's input embedding (token + position) before any block; raw tokens: on each "
         "image's token frequencies. What the AR model adds is top-1 minus these.",
     ]
@@ -321,7 +321,8 @@ def ablation_tokenizer(params: Params, m: Metrics) -> Table:
             "renderer stays the main seed's. The last two rows are trained once (main seed).",
             "Bits per token are not comparable across vocabularies of different size; "
             "FID/IS and probe accuracy are.",
-            "Mean ± std over the seeds (`seeds`); params: token model + renderer (the VQ decoder "
+            "Mean ± std over the sample seeds (`sample_seeds`); params: token model + renderer "
+            "(the VQ decoder "
             "is shared and not counted); epochs: token model + renderer.",
         ],
     )
@@ -358,7 +359,8 @@ def ablation_k(params: Params, m: Metrics) -> Table:
         None,
         [
             "The paper shows this ablation as a plot (K = 1024 / 4096 / 8192) without numbers.",
-            "Mean ± std over the seeds (`seeds`): token model, renderer and sampling per seed.",
+            "Mean ± std over the seeds: probes over `seeds` (token model per seed), FID / IS over "
+            "`sample_seeds` (token model, renderer and sampling per seed).",
         ],
     )
 
@@ -452,7 +454,8 @@ def ablation_encoder(params: Params, m: Metrics) -> Table:
         "through the same K-Means -> tokens -> token model -> renderer (+VQGAN) -> samples branch. "
         "Acc@LP: best-layer linear probe of the AR model (Table 2 protocol); Acc@OL: the encoder's "
         "own pooled-feature k-NN top-1 on val (the paper uses a linear probe). Rows with ± are "
-        "means over the seeds (`seeds`); the MAE row is trained once (main seed).",
+        "means over the seeds (probes: `seeds`, FID / IS: `sample_seeds`); the MAE row is "
+        "trained once (main seed).",
     ]
     return Table(
         "ablation_encoder",

@@ -30,8 +30,10 @@ def small_print(params: Params, m: Metrics) -> list[str]:
         f"{params.renderer.n_layer or 'the size'}-block `{params.renderer.size}` GPT, "
         f"{params.renderer.steps} steps ({rd.get('epochs', '?')} epochs), prefix mode "
         f"`{params.renderer.prefix_mode}`. The paper: 219M / 732M parameters, 200-400 epochs.",
-        f"- Seeds: {len(params.seeds)} ({params.seeds}) for the token models, renderers, samples "
-        "and probes behind claims 2-4; every variant (class-conditional, MaskGIT, MAE encoder, "
+        f"- Seeds: {len(params.seeds)} ({params.seeds}) for the token models and probes behind "
+        f"claims 3-4, {len(params.sample_seeds)} of them ({params.sample_seeds}) for the "
+        "renderers and samples behind claims 2 and 4; every variant (class-conditional, MaskGIT, "
+        "MAE encoder, "
         "Fig. 3(a)'s path) once, from the main seed. The tokenizers (encoder, K-Means, VQ "
         "autoencoder) are trained once, with the main seed.",
         *still_learning(params, m),
@@ -66,7 +68,7 @@ def write_reports(
     out = Path(out)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    m = Metrics.load(metrics_dir, params.seeds)
+    m = Metrics.load(metrics_dir, params.seeds, params.sample_seeds)
     builders: list[Callable[[], Table]] = [
         lambda: tables.table1(params, m, figdir),
         lambda: tables.table2(params, m, figdir),

@@ -1,4 +1,5 @@
-"""generate: one set of images -> samples/<name>.zarr + reports/figures/samples_<name>.png.
+"""generate: one set of images -> samples/<name>.zarr + reports/figures/samples_<name>.png, scored
+-> metrics/gen_<name>.json (FID / IS / KID / precision-recall; pipeline/stages/evaluate.py).
 
 The sets of the paper's Tables 3 and 4, by ``--source``:
 
@@ -37,7 +38,7 @@ from digit.gpt import GPT
 from digit.images import float_to_uint8, uint8_to_float
 from digit.seeding import seeded_generator
 from digit.vq import VQVAE
-from pipeline import io
+from pipeline import evaluate, io
 from pipeline.checkpoints import check_rows, load_model, load_tokens
 from pipeline.images import load_images
 from pipeline.params import Params
@@ -351,6 +352,8 @@ def main() -> None:
         "out",
         "figure",
         "metrics",
+        "evalnet",
+        "scores",
         extra={"source": str, "name": str},
         optional=("token_model", "renderer", "tokens", "compare", "variant"),
     )
@@ -372,6 +375,7 @@ def main() -> None:
             tokens=args.tokens,
             compare=args.compare,
         )
+        evaluate.run(params, args.name, args.out, args.images, args.evalnet, args.scores)
 
 
 if __name__ == "__main__":

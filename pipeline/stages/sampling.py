@@ -17,10 +17,10 @@ from digit.progress import progress
 from digit.vq import VQVAE
 from pipeline import io
 from pipeline.checkpoints import load_model
+from pipeline.evaluate import extractor_weights, fidelity
 from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, cli, record_timing, resolve_device, stage
-from pipeline.stages.evaluate import extractor_weights, fidelity
 from pipeline.stages.generate import check_vocab, decode, render, sample_token_model
 
 log = logging.getLogger("digit.sampling")
