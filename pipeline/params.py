@@ -228,7 +228,7 @@ class TrainFields(Section):
     grad_clip: NonNeg = 1.0  # 0 = off
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     eval_every: NonNegInt  # 0 = at the end only
-    eval_rows: NonNegInt = 256  # val rows of the evaluations before the last (0 = all); last: all
+    eval_rows: NonNegInt = 256  # val rows of the curve (0 = all); the model's val loss: all rows
     checkpoint_every: NonNegInt  # 0 = no resumable checkpoints
     log_every: PosInt = 10
     eval_batch_size: PosInt = 256

@@ -71,8 +71,8 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     label_smoothing: float = 0.0
     eval_every: int = 0  # 0 = evaluate at the end only
-    # The evaluations before the last score the first eval_rows val rows (0 = all), a fixed subset
-    # for the curve; the last one, the model's reported val loss, scores all of them.
+    # The curve's evaluations score the first eval_rows val rows (0 = all), a fixed subset; the
+    # model's reported val loss (final_val_loss) is scored on all of them after the last step.
     eval_rows: int = 0
     checkpoint_every: int = 0  # 0 = no checkpoints
     log_every: int = 10
@@ -190,6 +190,16 @@ def evaluate_sharded(
     return total / max(weight, 1.0)
 
 
+VAL_ALL = "val_all/loss"  # the last evaluation over every val row, when the curve uses a subset
+
+
+def final_val_loss(history: list[dict[str, float]]) -> float:
+    """The trained model's val loss (nats / token) over every val row: the curve's last point,
+    or the full evaluation beside it when the curve scores ``eval_rows`` rows only."""
+    last = history[-1]
+    return last.get(VAL_ALL, last["val/loss"])
+
+
 # -------------------------------------------------------------------------------- checkpoints
 
 
@@ -217,7 +227,8 @@ def train(
 
     train_data / val_data: tensors with the same first dimension, on the CPU ("tokens" (N, L)
     int64, optional "labels" (N,) and "prefix" (N, P)). Rows: step, lr, train/loss (mean over the
-    logging window), and at evaluation steps val/loss and val/bits_per_token. ``meta`` is stored
+    logging window), and at evaluation steps val/loss and val/bits_per_token (over ``cfg.eval_rows``
+    val rows when set, and then the last row also holds VAL_ALL). ``meta`` is stored
     in every checkpoint (resolved params, names). ``on_step(done)`` runs after every step.
 
     ``rank`` (under torchrun, see pipeline/ddp.py): the model is wrapped in DistributedDataParallel
@@ -328,12 +339,16 @@ def train(
                     row["train/loss"] = ddp.all_mean([row["train/loss"]], device)[0]
                 if is_eval:
                     part = val_data
-                    if cfg.eval_rows and done < cfg.steps:
+                    if cfg.eval_rows:
                         part = {k: v[: cfg.eval_rows] for k, v in val_data.items()}
                     val = evaluate_sharded(model, objective, part, cfg, rank, device)
                     row.update({"val/loss": val, "val/bits_per_token": val / math.log(2)})
+                    if cfg.eval_rows and done == cfg.steps:  # the model's own: every val row
+                        row[VAL_ALL] = evaluate_sharded(
+                            model, objective, val_data, cfg, rank, device
+                        )
                 history.append(row)
-                curves.log(row)
+                curves.log({k: v for k, v in row.items() if k != VAL_ALL})
                 window = [0.0, 0]
                 shown = {"train": "train/loss", "val": "val/loss"}
                 bar.set_postfix({k: f"{row[key]:.3f}" for k, key in shown.items() if key in row})

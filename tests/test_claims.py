@@ -249,12 +249,13 @@ def test_k_fid_alone_suffices(tmp_path, params):
 
 def premise_metrics(tmp_path, params, gt_fid=6.0, recon_fid=5.0, encoder=None, n_gen=500):
     k = params.kmeans.main_k
+    good = {
+        "knn_top1": {"pixels": 0.9, "random": 0.5, "trained": 0.92},
+        "probe_top1": {"pixels": 0.9, "random": 0.6, "trained": 0.93},
+    }
     files = {
-        sets.ENCODER: encoder
-        or {
-            "knn_top1": {"pixels": 0.9, "random": 0.5, "trained": 0.92},
-            "probe_top1": {"pixels": 0.9, "random": 0.6, "trained": 0.93},
-        },
+        sets.ENCODER: encoder or good,
+        sets.ENCODER_MAE: good,
         sets.tokens(k): {"trained": {"token_probe_top1": 0.9}, "random": {"token_probe_top1": 0.8}},
         sets.gen(sets.gt_set(k, "ar")): {"fid": gt_fid, "source_top1": 0.95},
         sets.gen(sets.VQ_RECON_SET): {"fid": recon_fid},

@@ -229,6 +229,23 @@ def test_a_weak_renderer_makes_a_digit_loss_untestable(tmp_path):
     assert "## Premises" in text and "**fail**" in text and "2.50x" in text
 
 
+def test_a_weak_ablation_encoder_is_flagged_not_ranked(tmp_path):
+    """Every encoder row gets the premise checks: an encoder-kind row no better than its random
+    twin is flagged in claims.md and in its table, and gates no claim."""
+    m = tmp_path / "metrics"
+    m.mkdir()
+    params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
+    weak = {"pixels": 0.8, "random": 0.7, "trained": 0.6}
+    write(m, sets.ENCODER_MAE, {"knn_top1": weak, "protocol": "p", "probe_top1": weak})
+    v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
+    assert v[:4] == ["supported"] * 4, v
+    text = (tmp_path / "reports/claims.md").read_text()
+    row = "| the MAE encoder (encoder-kind ablation) beats its random-weight twin (pooled features)"
+    assert f"{row} | **fail** | k-NN 0.600 vs 0.700, linear probe 0.600 vs 0.700" in text
+    assert "| the encoder beats its random-weight twin (pooled features) | pass |" in text
+    assert "**no**" in (tmp_path / "reports/ablation_encoder.md").read_text()
+
+
 def _missing_cases() -> list[str]:
     """One file of each kind the report needs, for params.yaml's K list."""
     params = P.load(ROOT / "params.yaml")

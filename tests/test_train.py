@@ -172,3 +172,22 @@ def test_stage2_uses_its_prefix(renderer):
         assert (out == (p * 3 + 1) % 8).float().mean() > 0.8
     hist = [torch.stack([torch.bincount(o[:, i], minlength=8) for i in range(6)]) for o in outs]
     assert (hist[0] - hist[1]).abs().sum() > 200  # total-variation gap of the two distributions
+
+
+def test_val_curve_on_a_subset_val_loss_on_every_row():
+    """eval_rows: the curve scores a fixed subset; the model's val loss is every val row."""
+    from pipeline.train import VAL_ALL, final_val_loss
+
+    torch.manual_seed(0)
+    model = build_gpt("tiny", vocab_size=8, block_size=6, prefix_vocab_size=8, prefix_len=6)
+    objective = Objective()
+    tr, va = mapping_data(256, 0), mapping_data(64, 1)
+    cfg = TrainConfig(steps=20, batch_size=32, lr=1e-2, eval_every=10, eval_rows=16, seed=0)
+    history = train(model, objective, tr, va, cfg, progress=False)
+    evals = [r for r in history if "val/loss" in r]
+    assert [r["step"] for r in evals] == [10, 20]
+    subset = {k: v[:16] for k, v in va.items()}
+    assert evals[-1]["val/loss"] == pytest.approx(evaluate(model, objective, subset, 256, 0))
+    assert final_val_loss(history) == evals[-1][VAL_ALL]
+    assert final_val_loss(history) == pytest.approx(evaluate(model, objective, va, 256, 0))
+    assert final_val_loss(history) != pytest.approx(evals[-1]["val/loss"])

@@ -143,3 +143,13 @@ def scale_line(params: Params, m: Metrics) -> str:
         f"{params.kmeans.main_k}); AR model size `{params.ar.size}`; {judge}; seed "
         f"{params.seed}."
     )
+
+
+def encoder_vs(e: dict, a: str, b: str, strict: bool) -> tuple[bool, str]:
+    """An encoder evaluation (metrics/encoder*.json): do the pooled features of ``a`` (trained,
+    random, pixels) beat ``b``'s on k-NN and linear probe alike (``strict``: beat; else at least
+    match)? With the numbers, as "k-NN x vs y, linear probe x vs y"."""
+    measures = (("k-NN", e["knn_top1"]), ("linear probe", e.get("probe_top1", {})))
+    both = [(what, d) for what, d in measures if a in d and b in d]
+    ok = all((d[a] > d[b]) if strict else (d[a] >= d[b]) for _, d in both)
+    return ok, ", ".join(f"{what} {d[a]:.3f} vs {d[b]:.3f}" for what, d in both)

@@ -28,7 +28,7 @@ from pipeline.checkpoints import check_rows, load_tokens
 from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, apply_variant, cli, resolve_device, stage
-from pipeline.train import Objective, build_model, finish_stage, train_stage
+from pipeline.train import Objective, build_model, final_val_loss, finish_stage, train_stage
 
 log = logging.getLogger("digit.ar")
 
@@ -106,6 +106,7 @@ def run(
     if not done.is_main:
         return {}  # rank 0 writes the model and metrics
     last, cfg = done.history[-1], done.cfg
+    val = final_val_loss(done.history)
     summary = {
         "name": name,
         "tokens": tok.kind,
@@ -115,9 +116,9 @@ def run(
         "n_params": count_params(model),
         "steps": cfg.steps,
         "epochs": round(cfg.steps * cfg.batch_size / len(data.train), 2),  # train images seen / N
-        "val_loss": round(last["val/loss"], 4),  # nats / token
-        "val_bits_per_token": round(last["val/bits_per_token"], 4),
-        "val_perplexity": round(math.exp(last["val/loss"]), 2),
+        "val_loss": round(val, 4),  # nats / token, every val row
+        "val_bits_per_token": round(val / math.log(2), 4),
+        "val_perplexity": round(math.exp(val), 2),
         "uniform_bits_per_token": round(math.log2(tok.vocab), 4),
         "unigram_bits_per_token": round(
             unigram_bits(tok.tokens[data.train], tok.tokens[data.val], tok.vocab), 4

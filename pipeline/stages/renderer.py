@@ -36,6 +36,7 @@ from pipeline.train import (
     Objective,
     build_model,
     evaluate,
+    final_val_loss,
     finish_stage,
     train_stage,
 )
@@ -124,7 +125,7 @@ def run(
     other = derangement(len(data.val), params.seed)
     shuffled = {"tokens": val_data["tokens"], "prefix": val_data["prefix"][other]}
     val_shuffled = evaluate(model, objective, shuffled, done.cfg.eval_batch_size, params.seed)
-    last = done.history[-1]
+    last, val = done.history[-1], final_val_loss(done.history)
     summary = {
         "name": name,
         "renderer": renderer,
@@ -135,8 +136,8 @@ def run(
         "steps": done.cfg.steps,
         "epochs": round(done.cfg.steps * done.cfg.batch_size / len(data.train), 2),
         # ar: nats per VQ token given the prefix; maskgit: per masked token at random mask ratios
-        "val_loss": round(last["val/loss"], 4),
-        "val_bits_per_token": round(last["val/bits_per_token"], 4),
+        "val_loss": round(val, 4),  # nats / token, every val row
+        "val_bits_per_token": round(val / math.log(2), 4),
         "val_loss_shuffled_prefix": round(val_shuffled, 4),
         "val_bits_per_token_shuffled_prefix": round(val_shuffled / math.log(2), 4),
         "uniform_bits_per_token": round(math.log2(vq.vocab), 4),
