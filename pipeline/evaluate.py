@@ -1,6 +1,6 @@
 """FID / IS / KID / precision-recall of one generated set against the val split
 -> metrics/gen_<name>.json, through torch-fidelity with the extractor chosen in params.yaml. Every
-generate stage scores its set with ``run`` as its last step (and the sampling sweep with
+generate stage scores its set with ``score`` as its last step (and the sampling sweep with
 ``fidelity``): scoring takes well under a second here, less than a stage of its own costs DVC.
 
 Sets with labels also get the evaluation network's top-1 against them: for class-conditional sets
@@ -20,7 +20,6 @@ from digit.metrics.evalnet import EvalNet, accuracy
 from digit.metrics.fid import compute_metrics
 from pipeline import io
 from pipeline.checkpoints import load_model
-from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import StageError, record_timing, resolve_device
 
@@ -63,17 +62,24 @@ def fidelity(params: Params, images: np.ndarray, ref: np.ndarray, evalnet: str) 
         raise StageError(str(err)) from None
 
 
-def run(params: Params, name: str, samples: str, images: str, evalnet: str, metrics: str) -> dict:
-    device = resolve_device(params.device)
-    gen = io.open_group(samples)
-    data = load_images(images)
-    ref = data.images[data.val]
+def score(
+    params: Params,
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    label_key: str,
+    ref: np.ndarray,
+    evalnet: str,
+    metrics: str,
+) -> dict:
+    """Score the generated ``images`` against the val images ``ref`` -> ``metrics``; with
+    ``labels``, also the evaluation net's top-1 against them, as ``label_key``."""
     t0 = time.perf_counter()
-    result = fidelity(params, gen["images"][:], ref, evalnet)
+    result = fidelity(params, images, ref, evalnet)
     result = {"set": name, **result, "reference": f"val split ({len(ref)} images)"}
-    if "labels" in gen and params.evaluate.extractor == "evalnet":
-        key = "cond_top1" if gen.attrs.get("source") == "sample" else "source_top1"
-        result[key] = label_accuracy(evalnet, gen["images"][:], gen["labels"][:], device)
+    if labels is not None and params.evaluate.extractor == "evalnet":
+        device = resolve_device(params.device)
+        result[label_key] = label_accuracy(evalnet, images, labels, device)
     record_timing(score_seconds=time.perf_counter() - t0)
     io.write_json(metrics, result)
     log.info(

@@ -11,7 +11,7 @@ renderers named here. The report (pipeline/report/) builds no name of its own.
 The seed axis: the models behind the generation and probe claims -- the unconditional token models
 over discriminative tokens (every K) and over VQ tokens, and their probes -- are trained once per
 entry of ``seeds``; the "ar" renderers of every K and the sets sampled from the token models once
-per entry of ``sample_seeds``, a part of ``seeds`` (``axis_seeds``): a sample set costs a renderer
+per entry of ``sample_seeds``, a part of ``seeds`` (``seed_axis``): a sample set costs a renderer
 as well, and the probes need more seeds than FID does to resolve a difference of K. Their files
 carry ``_s<seed>`` (``models/ar_k256_s1.pt``, ``metrics/gen_digit_k256_ar_s1.json``);
 ``sample_sets`` names the sets without it, as the report reads them (pipeline/report/metrics.py
@@ -74,10 +74,10 @@ def renderer_name(tokens: str, k: int, kind: Literal["ar", "maskgit"]) -> str:
 SAMPLE_SIDE = ("renderer_", "generate_", "gen_")  # stems of renderers and sample sets
 
 
-def axis_seeds(name: str, seeds: list[int], sample_seeds: list[int]) -> list[int]:
-    """The seeds a seeded metrics ``name`` (stem without ``_s<seed>``) is written for: renderers
-    and sample sets along ``sample_seeds``, token models and probes along ``seeds``."""
-    return sample_seeds if name.startswith(SAMPLE_SIDE) else seeds
+def seed_axis(name: str) -> str:
+    """The params key whose seeds a seeded metrics ``name`` (stem without ``_s<seed>``) is written
+    for: renderers and sample sets along ``sample_seeds``, token models and probes along ``seeds``."""
+    return "sample_seeds" if name.startswith(SAMPLE_SIDE) else "seeds"
 
 
 PREPARE = "prepare"

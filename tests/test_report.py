@@ -81,7 +81,7 @@ JITTER = (0.0, 0.02, -0.01, 0.01)  # seed-to-seed spread, the same on both sides
 
 def per_seed(d: Path, name: str, params: P.Params, record: dict, key: str, value: float) -> None:
     """``name``'s file for every seed of its axis, ``key`` = value + the seed's jitter."""
-    for seed in sets.axis_seeds(name, params.seeds, params.sample_seeds):
+    for seed in getattr(params, sets.seed_axis(name)):
         write(d, sets.seeded(name, seed), record | {key: value + JITTER[seed]})
 
 

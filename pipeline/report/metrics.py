@@ -70,7 +70,7 @@ class Metrics:
         seeds: list[int] | None = None,
         sample_seeds: list[int] | None = None,
     ) -> Metrics:
-        """``seeds`` / ``sample_seeds``: the seeds each seeded name must have (``sets.axis_seeds``;
+        """``seeds`` / ``sample_seeds``: the seeds each seeded name must have (``sets.seed_axis``;
         ``sample_seeds`` defaults to ``seeds``); None takes whatever seeds are on disk."""
         root = Path(root)
         data, seeded = {}, {}
@@ -82,8 +82,8 @@ class Metrics:
             else:
                 seeded.setdefault(name, {})[seed] = record
         for name, runs in seeded.items():
-            axis = "sample_seeds" if name.startswith(sets.SAMPLE_SIDE) else "seeds"
-            wanted = None if seeds is None else sets.axis_seeds(name, seeds, sample_seeds or seeds)
+            axis = sets.seed_axis(name)
+            wanted = {"seeds": seeds, "sample_seeds": sample_seeds or seeds}[axis]
             missing = sorted(set(wanted or []) - set(runs))
             if missing:
                 raise MissingMetrics(

@@ -252,7 +252,11 @@ def run(
     renderer: str | None = None,
     tokens: str | None = None,
     compare: str | None = None,
+    evalnet: str | None = None,
+    scores: str | None = None,
 ) -> dict:
+    """Generate the set; with ``evalnet`` and ``scores``, score it too (pipeline/evaluate.py)
+    from the images in memory."""
     if source not in SOURCES:
         raise StageError(f"--source: expected one of {SOURCES}, got {source!r}")
     need = {"sample": ["token_model"], "gt": ["renderer", "tokens"], "recon": []}[source]
@@ -263,7 +267,7 @@ def run(
     device = resolve_device(params.device)
     g = params.generate
     vq_model, _ = load_model(vq, "vq", VQVAE.from_config, device)
-    data = load_images(images, with_pixels=source == "recon" or compare is not None)
+    data = load_images(images, with_pixels=source == "recon" or bool(compare or scores))
     summary: dict = {"name": name, "source": source}
     labels = None
     class_names: list[str] = data.class_names
@@ -341,6 +345,12 @@ def run(
         save_comparison(originals, recon, pixels[:n], compare, title, n)
     io.write_json(metrics, summary)
     log.info("%s: %d images -> %s", name, len(pixels), out)
+    if scores is not None:
+        # Against the labels: conditioned on (samples) or of the rendered val image (bounds).
+        key = "cond_top1" if source == "sample" else "source_top1"
+        given = None if labels is None else labels.numpy()
+        ref = data.images[data.val]
+        evaluate.score(params, name, pixels, given, key, ref, evalnet, scores)
     return summary
 
 
@@ -374,8 +384,9 @@ def main() -> None:
             renderer=args.renderer,
             tokens=args.tokens,
             compare=args.compare,
+            evalnet=args.evalnet,
+            scores=args.scores,
         )
-        evaluate.run(params, args.name, args.out, args.images, args.evalnet, args.scores)
 
 
 if __name__ == "__main__":
