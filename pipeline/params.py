@@ -12,6 +12,7 @@ returns to the embedded default).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -90,7 +91,7 @@ class EncoderParams(Section):
         timm_name = self.name.removeprefix(TIMM_PREFIX)
         if self.name not in ENCODERS and not (self.name.startswith(TIMM_PREFIX) and timm_name):
             raise ValueError(
-                f"encoder.name: unknown encoder {self.name!r}; expected one of "
+                f"name: unknown encoder {self.name!r}; expected one of "
                 f"{', '.join(ENCODERS)} or {TIMM_PREFIX}<timm model name>"
             )
         return self
@@ -125,6 +126,48 @@ class SSLParams(Section):
         if self.noise_snr_db[0] > self.noise_snr_db[1]:
             raise ValueError(f"noise_snr_db: need lo <= hi (got {list(self.noise_snr_db)})")
         return self
+
+
+ENCODER_KEY = re.compile(r"^[a-z][a-z0-9]*$")
+# Stems of the main branch's own files that an encoder key would collide with (pipeline/sets.py).
+RESERVED_KEYS = {"main", "nonoise", "random", "vq", "digit", "gt"}
+
+
+class RowError(ValueError):
+    """A row of ``encoders`` that does not make an encoder (message: ``key: problem``)."""
+
+
+class EncoderRow(Section):
+    """One row of the encoder axis (params ``encoders``, the paper's Fig. 4a): another encoder
+    through the whole main-K branch. Without a ``name`` (or with the main one's) it is the main
+    encoder with the row's changes; with another ``name`` it is a new encoder, whose other keys
+    default as in ``encoder``'s schema. ``objective`` replaces ``ssl.objective`` (released weights:
+    none)."""
+
+    label: Annotated[str, Field(min_length=1)]  # its row in the encoder table, e.g. "MAE"
+    kind: str = "-"  # the table's kind column, e.g. "patch, reconstructive"
+    name: str | None = None
+    weights: str | None = None
+    layer: int | None = None
+    input_size: PosInt | None = None
+    width: PosInt | None = None
+    objective: Literal[SSL_OBJECTIVES] | None = None  # type: ignore[valid-type]
+
+    def apply(self, encoder: EncoderParams, ssl: SSLParams) -> tuple[EncoderParams, SSLParams]:
+        fields = ("name", "weights", "layer", "input_size", "width")
+        over = {f: getattr(self, f) for f in fields if getattr(self, f) is not None}
+        # The main encoder with changes, or (another name) a new encoder from the defaults.
+        base = encoder.model_dump() if self.name in (None, encoder.name) else {}
+        enc = EncoderParams.model_validate({**base, **over})
+        if enc.frozen and self.objective not in (None, "none"):
+            whose = "" if self.name else " (the row inherits encoder.name)"
+            raise RowError(
+                f"objective: {enc.name!r}{whose} is used as released, never trained here, so "
+                f"objective {self.objective!r} cannot apply; give the row a trainable name "
+                "(cnn_small) or drop the row (encoders: {} runs none)"
+            )
+        objective = self.objective or ("none" if enc.frozen else ssl.objective)
+        return enc, ssl.model_copy(update={"objective": objective})
 
 
 class ExtractParams(Section):
@@ -414,6 +457,18 @@ class Params(Section):
     toy: ToyParams = Field(default_factory=ToyParams)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     flow: FlowParams = Field(default_factory=FlowParams)
+    # The encoder axis (Fig. 4a): key -> another encoder, each through ssl / extract / K-Means at
+    # main_k / tokens / token model / renderer / samples / probe (stage@key), trained once (seed).
+    encoders: dict[str, EncoderRow]  # {} plans no encoder-axis stage
+
+    def for_encoder(self, key: str | None) -> Params:
+        """These params with the encoder of row ``key`` of ``encoders`` (None: the main one)."""
+        if key is None:
+            return self
+        if key not in self.encoders:
+            raise ValueError(f"encoders: no row {key!r} (rows: {', '.join(self.encoders)})")
+        encoder, ssl = self.encoders[key].apply(self.encoder, self.ssl)
+        return self.model_copy(update={"encoder": encoder, "ssl": ssl})
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -433,9 +488,27 @@ class Params(Section):
             )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (got {self.device!r})")
+        self._encoder_checks("encoder.")
+        for key in self.encoders:
+            if not ENCODER_KEY.match(key) or key in RESERVED_KEYS or re.fullmatch(r"k\d+", key):
+                raise ValueError(
+                    f"encoders.{key}: a row key is lower-case letters and digits, not one of "
+                    f"{sorted(RESERVED_KEYS)} or k<number> (it names the row's stages and files)"
+                )
+            try:
+                self.for_encoder(key)._encoder_checks(f"encoders.{key}.")
+            except ValidationError as err:  # the row's fields, merged onto `encoder`
+                msg = err.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"encoders.{key}.{msg}") from None
+            except RowError as err:
+                raise ValueError(f"encoders.{key}.{err}") from None
+        return self
+
+    def _encoder_checks(self, where: str) -> Params:
+        """The encoder against the data and the DAG (``where``: the params key it came from)."""
         if self.encoder.frozen and not self.encoder.weights:
             raise ValueError(
-                f"encoder.weights: encoder {self.encoder.name!r} needs a local weights file "
+                f"{where}weights: encoder {self.encoder.name!r} needs a local weights file "
                 "(.pth or .safetensors); nothing is downloaded at run time"
             )
         size = self.encoder.input_size or self.data.image_size
@@ -444,7 +517,7 @@ class Params(Section):
             return self
         if size % patch:
             raise ValueError(
-                f"encoder.input_size: {size} px is not divisible by the patch size {patch} "
+                f"{where}input_size: {size} px is not divisible by the patch size {patch} "
                 f"of encoder {self.encoder.name!r}"
             )
         if problem := vq_grid_problem(self.data.image_size, size // patch):
@@ -504,14 +577,17 @@ def check_files(params: Params, root: str | Path = ".", source: str = "params.ya
     (and the flow) before any compute, not by the stage that needs it an hour later. Relative paths
     are taken from ``root``, the folder of params.yaml, where the stages run."""
     needed = []
-    if params.encoder.frozen and params.encoder.weights:
-        needed.append(
-            (
-                "encoder.weights",
-                params.encoder.weights,
-                f"the {params.encoder.name} checkpoint (.pth or .safetensors)",
+    rows = {"encoder": params.encoder}
+    rows |= {f"encoders.{k}": params.for_encoder(k).encoder for k in params.encoders}
+    for key, encoder in rows.items():
+        if encoder.frozen and encoder.weights:
+            needed.append(
+                (
+                    f"{key}.weights",
+                    encoder.weights,
+                    f"the {encoder.name} checkpoint (.pth or .safetensors)",
+                )
             )
-        )
     if params.evaluate.extractor == "inception-v3-compat" and params.evaluate.inception_weights:
         needed.append(
             (
@@ -542,10 +618,14 @@ def load(path: str | Path = "params.yaml") -> Params:
     return params
 
 
-def deep_merge(base: dict, override: dict) -> dict:
+# A preset's value of these keys replaces params.yaml's whole: its encoder axis is its own list.
+REPLACED_BY_PRESETS = ("encoders",)
+
+
+def deep_merge(base: dict, override: dict, replaced: tuple[str, ...] = ()) -> dict:
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in replaced:
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
@@ -559,7 +639,7 @@ def apply_preset(name: str, params_path: str | Path = "params.yaml") -> Params:
         known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
         raise ParamsError(f"preset {name!r} not found; known presets: {known}")
     base = yaml.safe_load(Path(params_path).read_text())
-    merged = deep_merge(base, yaml.safe_load(preset.read_text()) or {})
+    merged = deep_merge(base, yaml.safe_load(preset.read_text()) or {}, REPLACED_BY_PRESETS)
     params = validate(merged, f"{params_path} + preset {name}")
     Path(params_path).write_text(yaml.safe_dump(merged, sort_keys=False))
     return params

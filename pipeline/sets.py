@@ -16,7 +16,11 @@ as well, and the probes need more seeds than FID does to resolve a difference of
 carry ``_s<seed>`` (``models/ar_k256_s1.pt``, ``metrics/gen_digit_k256_ar_s1.json``);
 ``sample_sets`` names the sets without it, as the report reads them (pipeline/report/metrics.py
 gathers the seeds of a name), and ``dag_sets`` lists the files the DAG writes. The variants
-(class-conditional, MaskGIT, MAE) run once, from the models of the main ``seed``.
+(class-conditional, MaskGIT, the encoder axis) run once, from the models of the main ``seed``.
+
+The encoder axis (params ``encoders``, Fig. 4a): each row key names its own branch at the main K --
+``models/encoder_<key>.pt``, ``tokens/<key>_k<K>.zarr``, the token model ``<key>``, the renderer
+``<key>_ar``, the sample set ``<key>_k<K>_ar`` and the probe ``probe_<key>``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ def seed_of(stem: str) -> tuple[str, int | None]:
 
 VQ_MODEL = "vq"  # the AR model over VQ tokens, unconditional
 VQ_COND_MODEL = "vq_cond"  # ... class-conditional
-MAE_MODEL = "mae"  # the AR model over K-Means tokens of the masked-autoencoder encoder (main K)
+# The AR model over the K-Means tokens (main K) of encoder-axis row <key> is named <key> itself.
 
 
 def disc_model(k: int, conditional: bool = False) -> str:
@@ -65,8 +69,9 @@ def path_set(k: int, step: str) -> str:
 
 
 def renderer_name(tokens: str, k: int, kind: Literal["ar", "maskgit"]) -> str:
-    """A renderer (metrics/renderer_<name>.json): ``tokens`` is disc or mae."""
-    return f"mae_{kind}" if tokens == "mae" else f"k{k}_{kind}"
+    """A renderer (metrics/renderer_<name>.json): ``tokens`` is disc (the main encoder's at ``k``)
+    or the key of an encoder-axis row (its tokens at the main K)."""
+    return f"k{k}_{kind}" if tokens == "disc" else f"{tokens}_{kind}"
 
 
 # --- metrics file stems -------------------------------------------------------------------------
@@ -83,10 +88,7 @@ def seed_axis(name: str) -> str:
 PREPARE = "prepare"
 SSL = "ssl"  # the main (SimCLR) encoder's training
 SSL_NONOISE = "ssl_nonoise"  # ... without noise augmentation (Table 1 control)
-SSL_MAE = "ssl_mae"  # ... trained as a masked autoencoder (Fig. 4a)
 ENCODER = "encoder"  # the main encoder's k-NN evaluation
-ENCODER_MAE = "encoder_mae"
-KMEANS_MAE = "kmeans_mae"
 VQ = "vq"  # the VQ autoencoder
 VQ_NOISE = "vq_noise"  # ... trained with the encoder's noise augmentation (Table 1 control)
 EVALNET = "evalnet"
@@ -97,6 +99,19 @@ TOY = "toy"
 
 def kmeans(k: int) -> str:
     return f"kmeans_k{k}"
+
+
+def ssl_of(key: str) -> str:
+    """The training (or check) of encoder-axis row ``key``; its evaluation is encoder_of(key)."""
+    return f"ssl_{key}"
+
+
+def encoder_of(key: str) -> str:
+    return f"encoder_{key}"
+
+
+def kmeans_of(key: str) -> str:
+    return f"kmeans_{key}"
 
 
 def tokens(k: int) -> str:
@@ -126,9 +141,9 @@ def gen(set_name: str) -> str:
     return f"gen_{set_name}"
 
 
-def probe_models(ks: list[int]) -> list[str]:
+def probe_models(ks: list[int], encoders: list[str]) -> list[str]:
     """Every token model the DAG probes (Table 2, Fig. 3(b), Fig. 4a), in table order."""
-    return [disc_model(k) for k in ks] + [VQ_MODEL, MAE_MODEL]
+    return [disc_model(k) for k in ks] + [VQ_MODEL, *encoders]
 
 
 def seeded_models(ks: list[int]) -> set[str]:
@@ -141,25 +156,25 @@ def model_stem(model: str, seed: int, per_seed: set[str]) -> str:
     return seeded(model, seed) if model in per_seed else model
 
 
-def dag_probed_models(ks: list[int], seeds: list[int]) -> list[str]:
+def dag_probed_models(ks: list[int], seeds: list[int], encoders: list[str]) -> list[str]:
     """The stems of the token models the DAG probes: the seeded ones once per entry of ``seeds``."""
     per_seed = seeded_models(ks)
     return [
         seeded(m, s) if m in per_seed else m
-        for m in probe_models(ks)
+        for m in probe_models(ks, encoders)
         for s in (seeds if m in per_seed else [None])
     ]
 
 
-def dag_probes(ks: list[int], seeds: list[int]) -> list[str]:
+def dag_probes(ks: list[int], seeds: list[int], encoders: list[str]) -> list[str]:
     """The probe metrics stems the DAG writes."""
-    return [probe(m) for m in dag_probed_models(ks, seeds)]
+    return [probe(m) for m in dag_probed_models(ks, seeds, encoders)]
 
 
 # --- sample sets --------------------------------------------------------------------------------
 
 Source = Literal["sample", "gt", "recon"]
-Tokens = Literal["disc", "mae", "vq"]
+Tokens = str  # "disc" (the main encoder's K-Means tokens), "vq", or an encoder-axis row's key
 GenTable = Literal["table3_unconditional", "table4_conditional"]
 
 
@@ -168,7 +183,7 @@ class SampleSet:
     name: str
     label: str  # its row label in the generation table
     source: Source  # sample: a token model samples | gt: val tokens | recon: VQ reconstructions
-    tokens: Tokens  # the first-stage tokens: discriminative, MAE-encoder K-Means, or VQ
+    tokens: Tokens  # the first-stage tokens: discriminative, an encoder row's K-Means, or VQ
     k: int | None  # K-Means cluster count of those tokens (None: VQ tokens)
     token_model: str | None  # ar_<token_model>; None: nothing sampled (gt, recon)
     renderer: str | None  # renderer_<renderer>; None: VQ tokens go straight to the VQ decoder
@@ -215,11 +230,12 @@ def gt_set(k: int, kind: Literal["ar", "maskgit"]) -> str:
     return f"gt_k{k}_{kind}"
 
 
-def mae_set(k: int) -> str:
-    return f"mae_k{k}_ar"
+def encoder_set(key: str, k: int) -> str:
+    """The samples of encoder-axis row ``key`` (its tokens at the main K ``k``)."""
+    return f"{key}_k{k}_ar"
 
 
-def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
+def sample_sets(ks: list[int], main_k: int, encoders: list[str]) -> dict[str, SampleSet]:
     """Every sample set the DAG generates and evaluates, by name. The order is the generation
     tables' row order: Table 3's rows, then Table 4's, then the sets only the ablations show."""
     m = main_k
@@ -313,29 +329,32 @@ def sample_sets(ks: list[int], main_k: int) -> dict[str, SampleSet]:
                 PATH_STEPS, ("+ longer training", "+ longer training + larger model"), strict=True
             )
         ),
-        SampleSet(
-            name=mae_set(m),
-            label=f"DiGIT over MAE-encoder tokens (+VQ AR renderer), K={m}",
-            source="sample",
-            tokens="mae",
-            k=m,
-            token_model=MAE_MODEL,
-            renderer=renderer_name("mae", m, "ar"),
-            conditional=False,
-            table=None,
+        *(
+            SampleSet(
+                name=encoder_set(key, m),
+                label=f"DiGIT over the tokens of encoder {key!r} (+VQ AR renderer), K={m}",
+                source="sample",
+                tokens=key,
+                k=m,
+                token_model=key,
+                renderer=renderer_name(key, m, "ar"),
+                conditional=False,
+                table=None,
+            )
+            for key in encoders
         ),
     ]
     return {s.name: s for s in sets}
 
 
 def dag_sets(
-    ks: list[int], main_k: int, sample_seeds: list[int], main_seed: int
+    ks: list[int], main_k: int, encoders: list[str], sample_seeds: list[int], main_seed: int
 ) -> dict[str, SampleSet]:
     """Every set the DAG writes, by file name: the seeded sets once per sample seed, the others
     once from the main seed's models."""
     per_seed = seeded_models(ks)
     out = {}
-    for s in sample_sets(ks, main_k).values():
+    for s in sample_sets(ks, main_k, encoders).values():
         for seed in sample_seeds if s.seeded else [main_seed]:
             c = s.for_seed(seed, per_seed)
             out[c.name] = c

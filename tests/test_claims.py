@@ -255,7 +255,7 @@ def premise_metrics(tmp_path, params, gt_fid=6.0, recon_fid=5.0, encoder=None, n
     }
     files = {
         sets.ENCODER: encoder or good,
-        sets.ENCODER_MAE: good,
+        sets.encoder_of("mae"): good,
         sets.tokens(k): {"trained": {"token_probe_top1": 0.9}, "random": {"token_probe_top1": 0.8}},
         sets.gen(sets.gt_set(k, "ar")): {"fid": gt_fid, "source_top1": 0.95},
         sets.gen(sets.VQ_RECON_SET): {"fid": recon_fid},

@@ -88,12 +88,18 @@ def images(tmp_path_factory):
     return str(path)
 
 
-def encoder_params(name: str, weights, input_size: int, layer: int):
+def encoder_params(name: str, weights, input_size: int, layer: int, row: str | None = None):
+    """params.yaml with this encoder as the main one, or (``row``) as that row of the encoder axis
+    beside the default's main encoder."""
     from pipeline.params import validate
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["device"] = "cpu"
-    raw["encoder"].update(name=name, weights=str(weights), input_size=input_size, layer=layer)
+    encoder = dict(name=name, weights=str(weights), input_size=input_size, layer=layer)
+    if row:
+        raw["encoders"] = {row: {"label": row, **encoder}}
+    else:
+        raw["encoder"].update(encoder)  # the default's row stays a cnn_small trained as MAE
     return validate(raw)
 
 
@@ -147,6 +153,21 @@ def test_timm_backbone_through_the_stages(tmp_path, images, name, size, layer, s
     expected = timm_reference(model_name, weights, size, layer, encoder.preprocess(x))
     torch.testing.assert_close(feats, expected, rtol=1e-4, atol=1e-4)
     assert random_feats.shape == feats.shape and not torch.allclose(random_feats, feats)
+    # The same backbone as a row of the encoder axis (Fig. 4a) goes through the same code.
+    row_params = encoder_params(name, weights, size, layer, row="mine")
+    assert row_params.encoder.name == "cnn_small"  # the main encoder stays the default's
+    row_out = tmp_path / "encoder_mine.pt"
+    summary = ssl.run(
+        row_params,
+        images,
+        str(row_out),
+        str(tmp_path / "r.pt"),
+        str(tmp_path / "s.json"),
+        row="mine",
+    )
+    assert summary["encoder"] == name and summary["objective"] == "none"
+    with torch.no_grad():
+        torch.testing.assert_close(load_encoder(str(row_out))(x), feats, rtol=0, atol=0)
 
 
 def test_timm_backbone_errors_name_the_key(tmp_path):

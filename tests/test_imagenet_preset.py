@@ -42,6 +42,13 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
         planned
     )
     assert "--k 8192" in plan and "samples/digit_k8192_ar_s0.zarr" in plan
+    # Fig. 4(a): every row of the preset's encoder axis gets its whole branch at K=8192.
+    rows = ["mae", "mocov3", "ibot", "dino"]
+    assert list(p.encoders) == rows and all(p.for_encoder(r).encoder.frozen for r in rows)
+    kinds = ["ssl", "extract", "encoder_eval", "kmeans", "tokenize", "ar", "renderer", "generate"]
+    branch = {f"{kind}_enc@{row}" for kind in [*kinds, "probe"] for row in rows}
+    assert branch <= set(planned)
+    assert "tokens/ibot_k8192.zarr" in plan and "samples/dino_k8192_ar.zarr" in plan
     # Nothing ran: no output, no lock, no run cache entry.
     assert sorted(x.name for x in work.iterdir()) == [
         ".dvc",

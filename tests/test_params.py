@@ -25,7 +25,10 @@ def with_change(path: str, value):
 def test_default_and_presets_validate():
     P.validate(DEFAULT)
     for preset in P.PRESETS_DIR.glob("*.yaml"):
-        P.validate(P.deep_merge(DEFAULT, yaml.safe_load(preset.read_text()) or {}), preset.name)
+        merged = P.deep_merge(
+            DEFAULT, yaml.safe_load(preset.read_text()) or {}, P.REPLACED_BY_PRESETS
+        )
+        P.validate(merged, preset.name)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +50,26 @@ def test_default_and_presets_validate():
         ("device", "tpu", "device: expected auto, cpu, cuda or cuda:N"),
         ("sample_seeds", [0, 7], "sample_seeds: expected distinct seeds out of seeds"),
         ("ssl.noise_p", 1.5, "ssl.noise_p: Input should be less than or equal to 1"),
+        ("encoders.Dino", {"label": "x"}, "encoders.Dino: a row key is lower-case letters"),
+        ("encoders.k64", {"label": "x"}, "encoders.k64: a row key is lower-case letters"),
+        ("encoders.mae.objective", "byol", "encoders.mae.objective: Input should be"),
+        ("encoders.mae.depth", 3, "encoders.mae.depth: unknown key"),
+        ("encoders.mae.name", "vit_tiny", "encoders.mae.name: unknown encoder 'vit_tiny'"),
+        (
+            "encoders.dino",
+            {"label": "DINO", "name": "timm:vit_small_patch16_224.dino"},
+            "encoders.dino.weights: encoder 'timm:vit_small_patch16_224.dino' needs a local",
+        ),
+        (
+            "encoders.dino",
+            {
+                "label": "DINO",
+                "name": "timm:vit_small_patch16_224",
+                "weights": "w.pth",
+                "objective": "mae",
+            },
+            "encoders.dino.objective: 'timm:vit_small_patch16_224' is used as released",
+        ),
     ],
 )
 def test_bad_values_name_the_key(path, value, expected):

@@ -39,7 +39,8 @@ def dag_metrics(d: Path, params: P.Params) -> None:
     Tests overwrite what they test."""
     ks, main = params.kmeans.ks, params.kmeans.main_k
     ar = {"n_params": 2e6, "seq_len": 49, "epochs": 1.5, "val_loss": 1.5, "steps": 10}
-    for s in dag_sets(ks, main, params.sample_seeds, params.seed).values():
+    encoders = list(params.encoders)
+    for s in dag_sets(ks, main, encoders, params.sample_seeds, params.seed).values():
         gen = {"fid": 12.0, "isc_mean": 4.0, "extractor": "evalnet", "n_gen": 500}
         write(d, s.metrics, gen | ({"source_top1": 0.9} if s.source == "gt" else {}))
         made = {"token_model": SAMPLER} if s.token_model else {}
@@ -49,7 +50,9 @@ def dag_metrics(d: Path, params: P.Params) -> None:
         write(d, sets.generate(s.name), made)
         if s.token_model:
             write(d, sets.ar(s.token_model), ar)
-    for model in sets.dag_probed_models(ks, params.seeds):  # the token models of every seed
+    for model in sets.dag_probed_models(
+        ks, params.seeds, encoders
+    ):  # the token models of every seed
         write(d, sets.probe(model), probe(0.5, 2))
         write(d, sets.ar(model), ar)
     write(d, sets.EVALNET, {"feat_dim": 128, "val_top1": 0.98})
@@ -58,7 +61,7 @@ def dag_metrics(d: Path, params: P.Params) -> None:
         random = scores | {"token_probe_top1": 0.4}
         write(d, sets.tokens(k), {"trained": scores, "random": random})
     scores = {"pixels": 0.8, "random": 0.7, "trained": 0.9}
-    for enc in (sets.ENCODER, sets.ENCODER_MAE):
+    for enc in (sets.ENCODER, *map(sets.encoder_of, encoders)):
         write(d, enc, {"knn_top1": scores, "protocol": "p", "probe_top1": scores})
     row = {"sweep": "top_k", "top_k": 0, "top_p": 1.0, "fid": 5.0, "isc_mean": 2.0}
     write(
@@ -85,9 +88,11 @@ def per_seed(d: Path, name: str, params: P.Params, record: dict, key: str, value
         write(d, sets.seeded(name, seed), record | {key: value + JITTER[seed]})
 
 
-def fake_metrics(d: Path, disc_change: float, disc_fid: float, disc_probe: float) -> P.Params:
+def fake_metrics(
+    d: Path, disc_change: float, disc_fid: float, disc_probe: float, encoders: dict | None = None
+) -> P.Params:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params = P.validate(raw)
+    params = P.validate(raw | ({"encoders": encoders} if encoders is not None else {}))
     k = params.kmeans.main_k
     dag_metrics(d, params)
     perts = [{"kind": "gaussian", "label": f"SNR {s} dB", "value": s} for s in (30, 20, 5)]
@@ -236,14 +241,34 @@ def test_a_weak_ablation_encoder_is_flagged_not_ranked(tmp_path):
     m.mkdir()
     params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
     weak = {"pixels": 0.8, "random": 0.7, "trained": 0.6}
-    write(m, sets.ENCODER_MAE, {"knn_top1": weak, "protocol": "p", "probe_top1": weak})
+    write(m, sets.encoder_of("mae"), {"knn_top1": weak, "protocol": "p", "probe_top1": weak})
     v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
     assert v[:4] == ["supported"] * 4, v
     text = (tmp_path / "reports/claims.md").read_text()
-    row = "| the MAE encoder (encoder-kind ablation) beats its random-weight twin (pooled features)"
+    row = "| the MAE encoder (`encoders.mae`) beats its random-weight twin (pooled features)"
     assert f"{row} | **fail** | k-NN 0.600 vs 0.700, linear probe 0.600 vs 0.700" in text
     assert "| the encoder beats its random-weight twin (pooled features) | pass |" in text
     assert "**no**" in (tmp_path / "reports/ablation_encoder.md").read_text()
+
+
+@pytest.mark.parametrize("rows", [{}, {"mae": "MAE", "dino": "DINO", "clip": "CLIP"}])
+def test_the_encoder_table_has_a_row_per_encoder_of_the_run(tmp_path, rows):
+    """The encoder axis is params.yaml's: one table row and one premise per row, none if empty."""
+    m = tmp_path / "metrics"
+    m.mkdir()
+    encoders = {key: {"label": label, "kind": f"kind of {label}"} for key, label in rows.items()}
+    params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8, encoders=encoders)
+    write_reports(params, m, tmp_path / "reports")
+    table = (tmp_path / "reports/ablation_encoder.md").read_text().split("## The paper")[0]
+    body = [line for line in table.splitlines() if line.startswith("| ") and "K-Means" in line]
+    assert [line.split("|")[1].strip() for line in body] == [
+        f"cnn_small (simclr) + K-Means (K={params.kmeans.main_k})",
+        *(f"{label} + K-Means (K={params.kmeans.main_k})" for label in rows.values()),
+    ]
+    claims = (tmp_path / "reports/claims.md").read_text()
+    for key, label in rows.items():
+        assert f"| the {label} encoder (`encoders.{key}`) beats its random-weight twin" in claims
+    assert ("`encoders.") in claims if rows else "`encoders." not in claims
 
 
 def _missing_cases() -> list[str]:
@@ -255,12 +280,12 @@ def _missing_cases() -> list[str]:
         sets.gen(sets.vq_set(conditional=True)),  # Table 4
         sets.seeded(sets.gen(sets.digit_set(ks[0])), params.sample_seeds[-1]),  # K ablation, a seed
         sets.seeded(sets.probe(sets.disc_model(ks[0])), params.seeds[-1]),  # ... a probe-only seed
-        sets.gen(sets.mae_set(main)),  # only in the encoder-kind ablation
+        sets.gen(sets.encoder_set("mae", main)),  # only in the encoder ablation
         sets.ar(sets.disc_model(main, conditional=True)),  # Table 4's parameter count
         sets.gen(sets.digit_set(main, "maskgit", conditional=True)),  # Table 4's MaskGIT row
-        sets.probe(sets.MAE_MODEL),
+        sets.probe("mae"),  # the token model of encoders.mae
         sets.tokens(ks[-1]),
-        sets.ENCODER_MAE,
+        sets.encoder_of("mae"),
         sets.STABILITY,
         sets.SAMPLING,
     ]

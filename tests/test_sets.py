@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load(ROOT / "params.yaml")
 KS, MAIN_K = PARAMS.kmeans.ks, PARAMS.kmeans.main_k
 SEEDS, SAMPLE_SEEDS, MAIN_SEED = PARAMS.seeds, PARAMS.sample_seeds, PARAMS.seed
-SETS = dag_sets(KS, MAIN_K, SAMPLE_SEEDS, MAIN_SEED)
+ENCODERS = list(PARAMS.encoders)
+SETS = dag_sets(KS, MAIN_K, ENCODERS, SAMPLE_SEEDS, MAIN_SEED)
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,8 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
         sets.PREPARE,
         sets.SSL,
         sets.SSL_NONOISE,
-        sets.SSL_MAE,
         sets.ENCODER,
-        sets.ENCODER_MAE,
-        sets.KMEANS_MAE,
+        *(f(key) for key in ENCODERS for f in (sets.ssl_of, sets.encoder_of, sets.kmeans_of)),
         sets.VQ,
         sets.VQ_NOISE,
         sets.EVALNET,
@@ -105,9 +104,9 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
         *(sets.kmeans(k) for k in KS),
         *(sets.tokens(k) for k in KS),
         *(sets.ar(m) for m in token_models),
-        *(sets.ar(m) for m in sets.dag_probed_models(KS, SEEDS)),
+        *(sets.ar(m) for m in sets.dag_probed_models(KS, SEEDS, ENCODERS)),
         *(sets.renderer(r) for r in renderers),
-        *sets.dag_probes(KS, SEEDS),
+        *sets.dag_probes(KS, SEEDS, ENCODERS),
         *(sets.generate(s) for s in SETS),
         *(sets.gen(s) for s in SETS),
     }
@@ -115,7 +114,7 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
 
 
 def test_sets_follow_the_k_list():
-    got = sample_sets([8, 16], 16)
+    got = sample_sets([8, 16], 16, ["mae"])
     assert list(got) == [
         "vq",
         "digit_k8_ar",
@@ -142,7 +141,7 @@ def test_sets_follow_the_k_list():
 
 
 def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
-    got = dag_sets([8, 16], 16, [3, 5], 5)
+    got = dag_sets([8, 16], 16, ["mae"], [3, 5], 5)
     assert {"vq_s3", "vq_s5", "digit_k8_ar_s3", "digit_k16_ar_s5"} <= set(got)
     assert "vq" not in got and "digit_k16_ar" not in got
     assert got["digit_k8_ar_s3"].token_model == "k8_s3"
@@ -153,3 +152,20 @@ def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
     assert got["digit_k16_cond_maskgit"].renderer == "k16_maskgit"  # trained once
     assert sets.seed_of("gen_digit_k8_ar_s3") == ("gen_digit_k8_ar", 3)
     assert sets.seed_of("gen_vq_cond") == ("gen_vq_cond", None)
+
+
+def test_the_encoder_axis_names_a_branch_per_row():
+    got = sample_sets([8, 16], 16, ["mae", "dino"])
+    assert [n for n in got if n.endswith(("mae_k16_ar", "dino_k16_ar"))] == [
+        "mae_k16_ar",
+        "dino_k16_ar",
+    ]
+    dino = got["dino_k16_ar"]
+    assert (dino.tokens, dino.token_model, dino.renderer, dino.table) == (
+        "dino",
+        "dino",
+        "dino_ar",
+        None,
+    )
+    assert sets.dag_probes([8], [0], ["dino"]) == ["probe_k8_s0", "probe_vq_s0", "probe_dino"]
+    assert "mae_k16_ar" not in sample_sets([8, 16], 16, [])  # an empty axis plans no row

@@ -150,11 +150,14 @@ def premises(params: Params, m: Metrics) -> list[Premise]:
     # ablation's row is flagged here (and in its table) and gates none.
     for stem, who, gates, note in (
         (sets.ENCODER, "the encoder", (1, 2, 3, 4), ""),
-        (
-            sets.ENCODER_MAE,
-            "the MAE encoder (encoder-kind ablation)",
-            (),
-            "; flags its row of the encoder-kind ablation, gates no claim",
+        *(
+            (
+                sets.encoder_of(key),
+                f"the {row.label} encoder (`encoders.{key}`)",
+                (),
+                "; flags its row of the encoder ablation, gates no claim",
+            )
+            for key, row in params.encoders.items()
         ),
     ):
         e = m.need(stem, "the premise checks")

@@ -67,7 +67,8 @@ def paper_points() -> tuple[list[dict], str]:
 
 
 def our_points(params: Params, m: Metrics) -> list[dict]:
-    """One point per token model that is generated from and probed: DiGIT per K, VQ, MAE."""
+    """One point per token model that is generated from and probed: DiGIT per K, VQ, each row of
+    the encoder axis."""
     k = params.kmeans.main_k
     rows = [
         (
@@ -80,7 +81,10 @@ def our_points(params: Params, m: Metrics) -> list[dict]:
     ]
     rows += [
         ("VQ tokens", sets.VQ_MODEL, sets.vq_set(), None),
-        (f"MAE K={k}", sets.MAE_MODEL, sets.mae_set(k), sets.renderer_name("mae", k, "ar")),
+        *(
+            (f"{row.label} K={k}", key, sets.encoder_set(key, k), sets.renderer_name(key, k, "ar"))
+            for key, row in params.encoders.items()
+        ),
     ]
     points = []
     for label, model, gen_set, renderer in rows:

@@ -175,7 +175,7 @@ def gen_row(m: Metrics, s: SampleSet, table: str) -> dict:
 
 def generation_rows(params: Params, m: Metrics, table: sets.GenTable) -> list[dict]:
     """``table``'s rows: the sample sets pipeline/sets.py assigns to it, in its order."""
-    ss = sample_sets(params.kmeans.ks, params.kmeans.main_k).values()
+    ss = sample_sets(params.kmeans.ks, params.kmeans.main_k, list(params.encoders)).values()
     return [gen_row(m, s, table) for s in ss if s.table == table]
 
 
@@ -282,7 +282,7 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
 def ablation_tokenizer(params: Params, m: Metrics) -> Table:
     """Fig. 3(a) as a path: each row changes one thing of the row above."""
     k = params.kmeans.main_k
-    ss = sample_sets(params.kmeans.ks, k)
+    ss = sample_sets(params.kmeans.ks, k, list(params.encoders))
     rows = []
     steps = [
         ("VQ tokenizer", ss[sets.vq_set()]),
@@ -329,7 +329,7 @@ def ablation_tokenizer(params: Params, m: Metrics) -> Table:
 
 
 def ablation_k(params: Params, m: Metrics) -> Table:
-    ss = sample_sets(params.kmeans.ks, params.kmeans.main_k)
+    ss = sample_sets(params.kmeans.ks, params.kmeans.main_k, list(params.encoders))
     rows = []
     for k in params.kmeans.ks:
         s = ss[sets.digit_set(k)]
@@ -425,13 +425,33 @@ def vs_pixels(e: dict, dataset: str) -> list[str]:
     return [text]
 
 
+def encoder_line(params: Params, key: str) -> str:
+    """What row ``key`` of ``encoders`` is: architecture, weights or training objective, layer."""
+    p = params.for_encoder(key)
+    e = p.encoder
+    made = f"weights `{Path(e.weights).name}`" if e.frozen else f"trained here by {p.ssl.objective}"
+    if p.ssl.objective == "mae" and not e.frozen:
+        made += f" (mask ratio {p.ssl.mask_ratio})"
+    return f"`{e.name}`, {made}" + (f", layer {e.layer}" if e.frozen else "")
+
+
 def ablation_encoder(params: Params, m: Metrics) -> Table:
     k = params.kmeans.main_k
-    ss = sample_sets(params.kmeans.ks, k)
+    ss = sample_sets(params.kmeans.ks, k, list(params.encoders))
+    main = f"{params.encoder.name} ({params.ssl.objective})"
+    encoders = [
+        (
+            f"{row.label} + K-Means (K={k})",
+            row.kind,
+            ss[sets.encoder_set(key, k)],
+            sets.encoder_of(key),
+        )
+        for key, row in params.encoders.items()
+    ]
     rows = []
     for label, kind, s, enc in (
-        (f"SimCLR + K-Means (K={k})", "discriminative", ss[sets.digit_set(k)], sets.ENCODER),
-        (f"MAE + K-Means (K={k})", "reconstructive", ss[sets.mae_set(k)], sets.ENCODER_MAE),
+        (f"{main} + K-Means (K={k})", "the main encoder", ss[sets.digit_set(k)], sets.ENCODER),
+        *encoders,
         ("VQ autoencoder", "-", ss[sets.vq_set()], None),
     ):
         what = f"the encoder-kind ablation, row {label!r}"
@@ -454,12 +474,21 @@ def ablation_encoder(params: Params, m: Metrics) -> Table:
             }
         )
     notes = [
-        f"The same {params.encoder.name} encoder trained by SimCLR (discriminative) or as a masked "
-        f"autoencoder (ssl.mask_ratio {params.ssl.mask_ratio}, reconstructive); each then goes "
-        "through the same K-Means -> tokens -> token model -> renderer (+VQGAN) -> samples branch. "
+        "One row per encoder of the run: the main encoder (`encoder`, `ssl`) and each row of "
+        "`encoders` in params.yaml, "
+        + (
+            "; ".join(
+                f"{row.label}: {encoder_line(params, key)}" for key, row in params.encoders.items()
+            )
+            + ". "
+            if params.encoders
+            else "(none in this run). "
+        )
+        + "Each goes through the same K-Means -> tokens -> token model -> renderer (+VQGAN) -> "
+        "samples branch at the main K. "
         "Acc@LP: best-layer linear probe of the AR model (Table 2 protocol); Acc@OL: the encoder's "
         "own pooled-feature k-NN top-1 on val (the paper uses a linear probe). Rows with ± are "
-        "means over the seeds (probes: `seeds`, FID / IS: `sample_seeds`); the MAE row is "
+        "means over the seeds (probes: `seeds`, FID / IS: `sample_seeds`); the `encoders` rows are "
         "trained once (main seed). Beats random weights: the encoder's pooled features beat its "
         "random-weight twin's on k-NN and linear probe alike (claims.md premises); an encoder "
         "that does not is no better than its architecture, and its row ranks nothing.",

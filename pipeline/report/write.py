@@ -33,7 +33,7 @@ def small_print(params: Params, m: Metrics) -> list[str]:
         f"- Seeds: {len(params.seeds)} ({params.seeds}) for the token models and probes behind "
         f"claims 3-4, {len(params.sample_seeds)} of them ({params.sample_seeds}) for the "
         "renderers and samples behind claims 2 and 4; every variant (class-conditional, MaskGIT, "
-        "MAE encoder, "
+        "encoder-axis rows, "
         "Fig. 3(a)'s path) once, from the main seed. The tokenizers (encoder, K-Means, VQ "
         "autoencoder) are trained once, with the main seed.",
         *still_learning(params, m),

@@ -17,6 +17,7 @@ from digit.data import stratified_subsample
 from digit.images import to_unit_float
 from digit.metrics.tokens import knn_top1, linear_probe_top1
 from pipeline import io
+from pipeline.checkpoints import read_model
 from pipeline.encoder_files import load_encoder
 from pipeline.images import load_images
 from pipeline.params import Params
@@ -80,7 +81,7 @@ def run(params: Params, images: str, features: str, random_encoder: str, metrics
     summary = {
         "protocol": f"weighted k-NN (k={k}, cosine, T=0.07) on val; mean-pooled patch features; "
         f"memory bank = train split ({len(tr)} train / {len(va)} val images)",
-        "encoder": params.encoder.name,
+        "encoder": read_model(random_encoder, "encoder")["config"]["name"],
         "knn_top1": {"pixels": knn(pixels), "random": knn(rand), "trained": knn(trained)},
         "probe_protocol": f"logistic regression (C={e.probe_C}, {e.probe_max_iter} iterations) "
         "on mean-pooled features standardized with train statistics; top-1 on val",

@@ -62,8 +62,8 @@ def run(params: Params, images: str, encoder: str, out: str) -> dict:
 
 
 def main() -> None:
-    args = cli(__doc__, "images", "encoder", "out")
-    with stage("extract", args.params) as params:
+    args = cli(__doc__, "images", "encoder", "out", optional=("name",))
+    with stage(args.name or "extract", args.params) as params:
         run(params, args.images, args.encoder, args.out)
 
 

@@ -1,8 +1,8 @@
 """ssl: the frozen discriminative encoder -> models/encoder.pt (+ the random-weights baseline).
 
 ``cnn_small`` is trained self-supervised (SimCLR, no labels) on the train split; ``ssl.objective:
-mae`` trains it as a masked autoencoder instead (reconstructive, the baseline of the encoder-kind
-ablation) and ``none`` keeps random weights. DINOv2 encoders are not trained: the checkpoint is a verified pointer
+mae`` trains it as a masked autoencoder instead (reconstructive: the default's row of the encoder
+axis, params ``encoders``) and ``none`` keeps random weights. DINOv2 encoders are not trained: the checkpoint is a verified pointer
 (path + sha256) to the local weights file. The random-weights twin of the same architecture, with
 BatchNorm statistics measured on the train split, is the baseline of metrics/encoder.json.
 """
@@ -32,7 +32,7 @@ from pipeline.stage import StageError, apply_variant, cli, record_timing, resolv
 
 log = logging.getLogger("digit.ssl")
 
-VARIANTS = {"nonoise": {"noise_aug": False}, "mae": {"objective": "mae"}}
+VARIANTS = {"nonoise": {"noise_aug": False}}
 
 
 def encoder_kwargs(params: Params) -> dict:
@@ -78,13 +78,24 @@ def mae_config(params: Params) -> MAEConfig:
 
 
 def run(
-    params: Params, images: str, out: str, random_out: str, metrics: str, variant: str | None = None
+    params: Params,
+    images: str,
+    out: str,
+    random_out: str,
+    metrics: str,
+    variant: str | None = None,
+    row: str | None = None,
 ) -> dict:
     """``variant="nonoise"``: the same recipe without the noise augmentation (a control for the
     stability table, where Gaussian noise is the very perturbation being tested).
-    ``variant="mae"``: the same encoder trained as a masked autoencoder (the reconstructive encoder
-    of the encoder-kind ablation, the paper's Fig. 4a)."""
+    ``row``: the encoder of row ``row`` of params ``encoders`` (the encoder axis, the paper's
+    Fig. 4a), e.g. the same network trained as a masked autoencoder, or released weights."""
     params = apply_variant(params, "ssl", VARIANTS, variant)
+    if row is not None:
+        try:
+            params = params.for_encoder(row)
+        except ValueError as err:
+            raise StageError(f"--row: {err}") from None
     device = resolve_device(params.device)
     kwargs = encoder_kwargs(params)
     try:
@@ -128,10 +139,10 @@ def run(
 
 
 def main() -> None:
-    args = cli(__doc__, "images", "out", "random_out", "metrics", optional=("variant",))
-    name = f"ssl@{args.variant or 'main'}"
+    args = cli(__doc__, "images", "out", "random_out", "metrics", optional=("variant", "row"))
+    name = f"ssl_enc@{args.row}" if args.row else f"ssl@{args.variant or 'main'}"
     with stage(name, args.params) as params:
-        run(params, args.images, args.out, args.random_out, args.metrics, args.variant)
+        run(params, args.images, args.out, args.random_out, args.metrics, args.variant, args.row)
 
 
 if __name__ == "__main__":
