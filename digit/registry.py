@@ -25,6 +25,8 @@ from typing import Any
 # tokens first in the sequence); "aligned" adds each prefix token's embedding to the row predicting
 # the target at the same image place, with no prefix in the sequence; "both" does the two.
 PREFIX_MODES = ("sequence", "aligned", "both")
+# Training precision (digit.precision): float32, or autocast to bfloat16 / float16 (+ loss scale).
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 # Parameter convention (checked by tests on the meta device): count every parameter -- untied
 # input / output embeddings, learned positions, bos or class table. With it

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from digit.encoders import FrozenEncoder
 from digit.noise import add_gaussian_noise_snr
+from digit.precision import Precision, optimizer_step
 from digit.progress import progress as progress_bar
 from digit.schedule import lr_at
 
@@ -45,6 +46,8 @@ class SimCLRConfig:
     temperature: float = 0.2
     proj_dim: int = 128
     augment: AugmentConfig = AugmentConfig()
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (digit.precision)
+    tf32: bool = False
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:
@@ -132,6 +135,9 @@ def _fit(
     head.to(device)
     params = list(encoder.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    precision = Precision(cfg.precision, cfg.tf32)
+    precision.set_tf32()
+    scaler = precision.scaler(device)
     n = images.shape[0]
     batch = min(cfg.batch_size, n)
     steps_per_epoch = max(1, n // batch)  # drop the ragged last batch
@@ -144,12 +150,11 @@ def _fit(
         losses = []
         for i in range(steps_per_epoch):
             idx = order[i * batch : (i + 1) * batch]
-            loss = batch_loss(encoder.preprocess(images[idx].to(device)), g)
+            with precision.autocast(device):
+                loss = batch_loss(encoder.preprocess(images[idx].to(device)), g)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg.lr, warmup)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(loss, opt, scaler, params)
             losses.append(loss.item())
             step += 1
             bar.update()
@@ -214,6 +219,8 @@ class MAEConfig:
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     mask_ratio: float = 0.5  # fraction of patches hidden from the encoder; 0 = a plain autoencoder
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (digit.precision)
+    tf32: bool = False
 
 
 class PixelDecoder(nn.Module):

@@ -131,17 +131,18 @@ class EMAQuantizer(nn.Module):
         B, D, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, D)  # (B*h*w, D)
         x = flat.detach().float()
-        if self.training and not bool(self.initialized):
-            self._init_from_data(x, generator)
-        ids = self.lookup(x)  # (N,)
-        z_q = self.embed[ids]  # (N, D), codebook before this step's update
-        n_restarted = 0
-        if self.training:
-            self._ema_update(x, ids)
-            self.n_updates += 1
-            every = self.cfg.restart_every
-            if every > 0 and int(self.n_updates) % every == 0:
-                n_restarted = self._restart_dead(x, generator)
+        with torch.autocast(x.device.type, enabled=False):  # distances and EMA in float32
+            if self.training and not bool(self.initialized):
+                self._init_from_data(x, generator)
+            ids = self.lookup(x)  # (N,)
+            z_q = self.embed[ids]  # (N, D), codebook before this step's update
+            n_restarted = 0
+            if self.training:
+                self._ema_update(x, ids)
+                self.n_updates += 1
+                every = self.cfg.restart_every
+                if every > 0 and int(self.n_updates) % every == 0:
+                    n_restarted = self._restart_dead(x, generator)
         commit = F.mse_loss(flat, z_q.detach().to(flat.dtype))
         z_q_st = flat + (z_q.to(flat.dtype) - flat).detach()  # straight-through
         z_q_st = z_q_st.view(B, h, w, D).permute(0, 3, 1, 2).contiguous()  # (B, D, h, w)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from digit.images import uint8_to_float
 from digit.noise import add_gaussian_noise_snr
+from digit.precision import Precision, optimizer_step
 from digit.progress import progress as progress_bar
 from digit.schedule import lr_at
 from digit.seeding import seeded_generator
@@ -42,6 +43,8 @@ class VQTrainConfig:
     seed: int = 0
     log_every: int = 10  # steps between history entries / progress-bar updates
     checkpoint_every: int = 0  # steps between on_checkpoint calls; 0 disables
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (digit.precision); the quantizer stays float32
+    tf32: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, "epochs", ">= 0")
@@ -127,16 +130,25 @@ def train_vq(
         lr=cfg.lr,
         betas=(cfg.beta1, cfg.beta2),
     )
+    precision = Precision(cfg.precision, cfg.tf32)
+    precision.set_tf32()
+    scaler = precision.scaler(device)
     start = 0
     keys = ("step", "lr", "loss", "mse", "usage", "perplexity", "n_restarted")
     history: dict[str, list[float]] = {k: [] for k in keys}
     if state is not None:
         opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state.get("scaler", {}))
         start = int(state["step"])
         history = {k: list(v) for k, v in state["history"].items()}
 
     def make_state(step: int) -> dict[str, Any]:
-        return {"step": step, "optimizer": opt.state_dict(), "history": history}
+        return {
+            "step": step,
+            "optimizer": opt.state_dict(),
+            "scaler": scaler.state_dict(),
+            "history": history,
+        }
 
     perm, perm_epoch = None, -1
     window: dict[str, float] = {k: 0.0 for k in ("loss", "mse", "usage", "perplexity")}
@@ -164,14 +176,12 @@ def train_vq(
         lr = lr_at(step, total, cfg.lr, cfg.warmup_steps, "cosine", cfg.min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = lr
-        x_hat, loss, stats = model(x_in, target=target, generator=g)
-        if cfg.l1_weight > 0:
-            loss = loss + cfg.l1_weight * (x_hat - (x if target is None else target)).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        with precision.autocast(device):
+            x_hat, loss, stats = model(x_in, target=target, generator=g)
+            if cfg.l1_weight > 0:
+                target_px = x if target is None else target
+                loss = loss + cfg.l1_weight * (x_hat - target_px).abs().mean()
+        optimizer_step(loss, opt, scaler, model.parameters(), cfg.grad_clip)
 
         window["loss"] += float(loss.detach())
         for k in ("mse", "usage", "perplexity"):

@@ -180,13 +180,26 @@ def write_pointer(path: str | os.PathLike, url: str, sha256: str) -> None:
         group.attrs[POINTER_KEY] = {"url": url, "sha256": sha256}
 
 
+def stored_rows(group: zarr.Group) -> np.ndarray:
+    """The image rows a features store holds, in its row order: every image, or (extract.keep)
+    the sample named by its ``rows`` array."""
+    if "rows" in group:
+        return group["rows"][:]
+    return np.arange(group["feats"].shape[0])
+
+
 def create_array(
-    group: zarr.Group, name: str, shape: tuple[int, ...], chunk_rows: int, dtype: str
+    group: zarr.Group,
+    name: str,
+    shape: tuple[int, ...],
+    chunk_rows: int,
+    dtype: str,
+    compressors=COMPRESSORS,
 ) -> zarr.Array:
     """An array chunked along its first axis only: rows are written and read in blocks."""
     chunks = (max(1, min(chunk_rows, shape[0] or 1)), *shape[1:])
     return group.create_array(
-        name=name, shape=shape, chunks=chunks, dtype=dtype, compressors=COMPRESSORS
+        name=name, shape=shape, chunks=chunks, dtype=dtype, compressors=compressors
     )
 
 

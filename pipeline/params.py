@@ -26,6 +26,7 @@ from digit.registry import (
     ENCODER_PATCH,
     EXTRACTORS,
     GPT_SIZES,
+    PRECISIONS,
     PREFIX_MODES,
     SSL_OBJECTIVES,
     TIMM_PREFIX,
@@ -56,6 +57,7 @@ NonNeg = Annotated[float, Field(ge=0.0)]
 PosFloat = Annotated[float, Field(gt=0.0)]
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 
 
 class DataParams(Section):
@@ -118,6 +120,8 @@ class SSLParams(Section):
     noise_p: Prob = 0.5
     noise_snr_db: tuple[float, float] = (0.0, 30.0)
     mask_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5  # objective mae: hidden patch fraction
+    precision: Precision = "fp32"  # fp32 | bf16 | fp16 autocast (digit.precision)
+    tf32: StrictBool = False
 
     @model_validator(mode="after")
     def _ranges(self) -> SSLParams:
@@ -172,6 +176,12 @@ class EncoderRow(Section):
 
 class ExtractParams(Section):
     batch_size: PosInt = 256
+    # Images whose features stay on disk: all, or a seeded sample of this many train images (the
+    # K-Means sample; tokenize and encoder_eval then re-compute features, streamed).
+    keep: Literal["all"] | PosInt = "all"
+    # The encoder's forward (extract, tokenize's re-encoding, encoder_eval): fp32 | bf16 | fp16
+    # autocast (digit.precision); features are stored as float16 either way.
+    precision: Precision = "fp32"
     # Where the features go: None = the dvc.yaml path; else a local path or fsspec URL (file://,
     # s3://, memory:// ...) written there, the dvc.yaml path then holding a pointer to it.
     store: Annotated[str, Field(min_length=1)] | None = None
@@ -231,6 +241,8 @@ class VQParams(Section):
     noise_snr_db: tuple[float, float] = (0.0, 30.0)
     checkpoint_every: NonNegInt = 100
     eval_batch_size: PosInt = 256
+    precision: Precision = "fp32"  # fp32 | bf16 | fp16 autocast (the quantizer stays float32)
+    tf32: StrictBool = False
 
 
 class GPTModelFields(Section):
@@ -279,6 +291,8 @@ class TrainFields(Section):
     # the CPU, nccl with one GPU each; the global batch stays batch_size.
     nproc: PosInt = 1
     compile: StrictBool = False  # torch.compile the training steps (benchmarks: item 6)
+    precision: Precision = "fp32"  # fp32 | bf16 | fp16 autocast (fp16: loss scale); digit.precision
+    tf32: StrictBool = False  # CUDA: TF32 tensor cores for the float32 matmuls / convolutions
 
     @model_validator(mode="after")
     def _shards(self) -> TrainFields:

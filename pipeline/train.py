@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from digit.generate import maskgit_mask
 from digit.gpt import GPT, build_gpt
+from digit.precision import Precision, optimizer_step
 from digit.progress import progress as progress_bar
 from digit.schedule import SCHEDULES, lr_at
 from digit.seeding import seeded_generator
@@ -81,6 +82,8 @@ class TrainConfig:
     # CPU cores compiling costs about a minute per process (reports/benchmarks.md, item 6), more
     # than the default's 30-s runs could save; on an H100 it is 1.2x for the 219M model.
     compile: bool = False
+    precision: str = "fp32"  # fp32 | bf16 | fp16: digit.precision (autocast, fp16 loss scale)
+    tf32: bool = False  # CUDA: TF32 for float32 matmuls / convolutions
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -153,7 +156,12 @@ class Objective:
 
 @torch.no_grad()
 def evaluate(
-    model: GPT, objective: Objective, data: dict[str, Tensor], batch_size: int, seed: int
+    model: GPT,
+    objective: Objective,
+    data: dict[str, Tensor],
+    batch_size: int,
+    seed: int,
+    precision: Precision | None = None,
 ) -> float:
     """Mean loss in nats per predicted token over ``data``, without label smoothing or class
     dropout. MaskGIT masks come from a fixed generator: every evaluation sees the same masks."""
@@ -165,7 +173,9 @@ def evaluate(
     for rows in io.iter_blocks(n, batch_size):
         batch = {k: v[rows] for k, v in data.items()}
         b = rows.stop - rows.start
-        total += float(objective.loss(model, batch, g, 0.0, train=False)) * b
+        with (precision or Precision()).autocast(model.wpe.device):
+            loss = objective.loss(model, batch, g, 0.0, train=False)
+        total += float(loss) * b
         weight += b
     model.train(was_training)
     return total / max(weight, 1.0)
@@ -180,12 +190,13 @@ def evaluate_sharded(
     device: str,
 ) -> float:
     """``evaluate`` over all of ``data``; under DDP each rank takes its share of the rows."""
+    precision = Precision(cfg.precision, cfg.tf32)
     if rank is None:
-        return evaluate(model, objective, data, cfg.eval_batch_size, cfg.seed)
+        return evaluate(model, objective, data, cfg.eval_batch_size, cfg.seed, precision)
     rows = rank.shard(len(data["tokens"]))
     part = {k: v[rows] for k, v in data.items()}
     n = rows.stop - rows.start
-    mean = evaluate(model, objective, part, cfg.eval_batch_size, cfg.seed) if n else 0.0
+    mean = evaluate(model, objective, part, cfg.eval_batch_size, cfg.seed, precision) if n else 0.0
     total, weight = ddp.all_sum([mean * n, float(n)], device)
     return total / max(weight, 1.0)
 
@@ -266,6 +277,9 @@ def train(
         lr=cfg.lr,
         betas=tuple(cfg.betas),
     )
+    precision = Precision(cfg.precision, cfg.tf32)
+    precision.set_tf32()
+    scaler = precision.scaler(device)
     history: list[dict[str, float]] = []
     window = [0.0, 0]  # summed train loss, steps, since the last history row
     start = 0
@@ -278,6 +292,7 @@ def train(
     if saved is not None:
         model.load_state_dict(saved["model"], strict=True)
         opt.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
         history, window, start = saved["history"], saved["window"], saved["step"]
         log.info("%s: resuming from step %d of %d", desc, start, cfg.steps)
     curves = CurveLogger(live_dir if main else None, history)
@@ -295,6 +310,7 @@ def train(
                 "model_config": dataclasses.asdict(model.config),
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(),
                 "rng": rng_state(),
                 "history": history,
                 "window": window,
@@ -320,14 +336,11 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr
             g = seeded_generator(cfg.seed, 1, step)
-            loss = objective.loss(
-                model, batch, g, cfg.label_smoothing, train=True, shard=shard, forward=forward
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            with precision.autocast(device):
+                loss = objective.loss(
+                    model, batch, g, cfg.label_smoothing, train=True, shard=shard, forward=forward
+                )
+            optimizer_step(loss, opt, scaler, model.parameters(), cfg.grad_clip)
 
             window[0] += float(loss.detach())
             window[1] += 1

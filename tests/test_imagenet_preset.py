@@ -24,6 +24,9 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
     assert (p.encoder.input_size, p.encoder.layer, p.kmeans.main_k) == (224, -3, 8192)
     assert p.kmeans.ks == [1024, 4096, 8192] and p.generate.n_samples == 50000
     assert (p.ar.size, p.ar.n_embd, p.evaluate.extractor) == ("base", None, "inception-v3-compat")
+    assert (p.extract.keep, p.extract.precision) == (8192, "bf16")  # bounded disk, fast forward
+    for section in (p.vq, p.ar, p.renderer):
+        assert (section.precision, section.tf32) == ("bf16", True)
     assert (p.generate.token_model.top_k, p.generate.token_model_cond.top_k, p.generate.renderer_ar.top_p) == (
         200, 300, 0.8,
     )  # fmt: skip

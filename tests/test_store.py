@@ -1,6 +1,7 @@
 """The feature store outside the project (extract.store): a second local path, file:// and
 memory:// hold the features, the dvc.yaml path a pointer that codebook and tokenize follow, with the
-same tokens as the default store; a store overwritten or missing is refused."""
+same tokens as the default store; a store overwritten or missing is refused. A store of the K-Means
+sample only (extract.keep): tokenize re-encodes every image and gets the same tokens."""
 
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from digit.encoders import build_encoder
 from pipeline import io
 from pipeline.encoder_files import save_encoder
 from pipeline.params import validate
+from pipeline.stage import StageError
 from pipeline.stages import extract, kmeans, tokenize
 from pipeline.stages.ssl import encoder_kwargs
 
@@ -38,11 +40,11 @@ def inputs(tmp_path_factory):
     return {"images": str(tmp / "images.zarr"), "encoder": str(tmp / "encoder.pt")}
 
 
-def make_params(store: str | None):
+def make_params(store: str | None, keep="all", precision="fp32"):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["device"] = "cpu"
     raw["data"]["max_images"] = 40
-    raw["extract"].update(store=store, batch_size=16)
+    raw["extract"].update(store=store, batch_size=16, keep=keep, precision=precision)
     raw["kmeans"].update(ks=[8], main_k=8, niter=3)
     return validate(raw)
 
@@ -52,7 +54,11 @@ def pipeline_tokens(params, inputs, work) -> tuple[np.ndarray, dict]:
     feats = str(work / "features" / "feats.zarr")
     info = extract.run(params, inputs["images"], inputs["encoder"], feats)
     kmeans.run(params, 8, inputs["images"], feats, str(work / "k8.npy"), str(work / "k8.json"))
-    tokenize.run(params, 8, feats, str(work / "k8.npy"), str(work / "tokens.zarr"))
+    tokens = str(work / "tokens.zarr")
+    tokenize.run(
+        params, 8, feats, str(work / "k8.npy"), tokens, inputs["encoder"], inputs["images"]
+    )
+    info["feats"] = io.open_group(feats)["feats"][:]  # through the pointer, as tokenize reads
     return io.open_group(work / "tokens.zarr")["tokens"][:], info
 
 
@@ -73,7 +79,7 @@ def test_features_in_another_store(tmp_path, inputs, reference, kind):
     work = tmp_path / "project"
     tokens, info = pipeline_tokens(make_params(store), inputs, work)
     ref_tokens, ref_info = reference
-    assert info["sha256"] == ref_info["sha256"]  # the same features ...
+    assert np.array_equal(info["feats"], ref_info["feats"])  # the same features ...
     assert np.array_equal(tokens, ref_tokens)  # ... and the same tokens downstream
     pointer = work / "features" / "feats.zarr"
     assert [p.name for p in pointer.iterdir()] == ["zarr.json"]  # DVC caches a few hundred bytes
@@ -95,3 +101,54 @@ def test_overwritten_or_missing_store_is_refused(tmp_path, inputs):
     io.write_pointer(other, f"file://{tmp_path}/gone.zarr", "0" * 64)
     with pytest.raises(FileNotFoundError, match="gone.zarr, which is not there"):
         io.open_group(other)
+
+
+def test_a_store_of_the_kmeans_sample_gives_the_same_tokens(tmp_path, inputs, reference):
+    """keep 32 = the train images (K-Means samples them all at K=8): the features of the 8 val
+    images are not stored, tokenize streams every image through the encoder again."""
+    params = make_params(None, keep=32)
+    tokens, info = pipeline_tokens(params, inputs, tmp_path)
+    ref_tokens, ref_info = reference
+    stored = io.open_group(tmp_path / "features" / "feats.zarr")
+    assert info["n"] == 32 and stored["feats"].shape == (32, 49, 64)
+    assert np.array_equal(io.stored_rows(stored), np.arange(32))  # the train rows
+    assert np.array_equal(info["feats"], ref_info["feats"][:32])  # the same bytes for those
+    assert np.array_equal(tokens, ref_tokens)  # and, re-encoded, the same tokens for all 40
+
+    from pipeline.stages import encoder_eval
+
+    metrics = tmp_path / "encoder.json"
+    random_out = tmp_path / "random.pt"
+    torch.manual_seed(1)
+    kwargs = encoder_kwargs(params)
+    save_encoder(random_out, build_encoder("cnn_small", **kwargs), kwargs)
+    feats = str(tmp_path / "features" / "feats.zarr")
+    partial = encoder_eval.run(
+        params, inputs["images"], feats, str(random_out), str(metrics), inputs["encoder"]
+    )
+    ref_dir = tmp_path / "ref"
+    extract.run(make_params(None), inputs["images"], inputs["encoder"], str(ref_dir / "f.zarr"))
+    full = encoder_eval.run(
+        make_params(None), inputs["images"], str(ref_dir / "f.zarr"), str(random_out),
+        str(ref_dir / "e.json"), inputs["encoder"],
+    )  # fmt: skip
+    assert partial["knn_top1"] == full["knn_top1"]  # the encoder evaluated again, same scores
+
+
+def test_too_small_a_kmeans_sample_names_extract_keep(tmp_path, inputs):
+    params = make_params(None, keep=10)  # K=8 x 256 points / 49 tokens = 42 images wanted
+    feats = str(tmp_path / "feats.zarr")
+    extract.run(params, inputs["images"], inputs["encoder"], feats)
+    with pytest.raises(StageError, match=r"extract.keep: 10 images' features are kept, K-Means "):
+        kmeans.run(params, 8, inputs["images"], feats, str(tmp_path / "c.npy"), str(tmp_path / "m"))
+
+
+def test_extraction_under_bf16_autocast(tmp_path, inputs, reference):
+    """extract.precision (the imagenet preset's bf16): the encoder runs in bf16, the store keeps
+    float16 features close to float32's."""
+    feats = str(tmp_path / "feats.zarr")
+    extract.run(make_params(None, precision="bf16"), inputs["images"], inputs["encoder"], feats)
+    got = io.open_group(feats)["feats"][:].astype(np.float32)
+    want = reference[1]["feats"].astype(np.float32)
+    assert got.dtype == np.float32 and not np.array_equal(got, want)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()

@@ -2,6 +2,7 @@
 and stage 2 actually reading its prefix (both renderers)."""
 
 import csv
+import dataclasses
 import math
 
 import pytest
@@ -67,15 +68,26 @@ def curves(live_dir) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["uncond", "class", "maskgit"])
-def test_resume_after_kill_equals_uninterrupted(tmp_path, kind):
+@pytest.mark.parametrize(
+    ("kind", "precision"),
+    [
+        ("uncond", "fp32"),
+        ("class", "fp32"),
+        ("maskgit", "fp32"),
+        ("uncond", "bf16"),
+        ("class", "fp16"),
+    ],
+)
+def test_resume_after_kill_equals_uninterrupted(tmp_path, kind, precision):
+    """Also under autocast: fp16's loss scale is part of the checkpoint."""
+    cfg = dataclasses.replace(CFG, precision=precision)
     model, objective, tr, va = setup(kind)
     ref_hist = train(
         model,
         objective,
         tr,
         va,
-        CFG,
+        cfg,
         checkpoints=Checkpoints(tmp_path / "ck_ref", "fp"),
         live_dir=tmp_path / "live_ref",
         progress=False,
@@ -90,15 +102,16 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, kind):
     model, *_ = setup(kind)
     with pytest.raises(Interrupt):
         train(
-            model, objective, tr, va, CFG, checkpoints=ck, live_dir=tmp_path / "live",
+            model, objective, tr, va, cfg, checkpoints=ck, live_dir=tmp_path / "live",
             on_step=kill_at_8, progress=False,
         )  # fmt: skip
     assert ck.load()["step"] == 6
+    assert bool(ck.load()["scaler"]) == (precision == "fp16")  # the loss scale and its counters
 
     torch.manual_seed(12345)  # a new process: the global RNG is wherever it is
     model, *_ = setup(kind)  # fresh weights, as a restarted stage builds them
     hist = train(
-        model, objective, tr, va, CFG, checkpoints=ck, live_dir=tmp_path / "live", progress=False
+        model, objective, tr, va, cfg, checkpoints=ck, live_dir=tmp_path / "live", progress=False
     )
     for name, value in model.state_dict().items():
         assert torch.equal(value, reference[name]), name

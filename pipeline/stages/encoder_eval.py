@@ -16,6 +16,7 @@ import torch
 from digit.data import stratified_subsample
 from digit.images import to_unit_float
 from digit.metrics.tokens import knn_top1, linear_probe_top1
+from digit.precision import Precision
 from pipeline import io
 from pipeline.checkpoints import read_model
 from pipeline.encoder_files import load_encoder
@@ -32,19 +33,27 @@ def eval_indices(params: Params, labels: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def encode(encoder_path: str, pixels: np.ndarray, params: Params) -> np.ndarray:
-    """(N, H, W, C) uint8 -> (N, L, D) float32 patch features."""
+def encode(
+    encoder_path: str, pixels: np.ndarray, params: Params, pooled: bool = False
+) -> np.ndarray:
+    """(N, H, W, C) uint8 -> (N, L, D) float32 patch features, or (``pooled``) their (N, D) mean
+    over the patches, pooled batch by batch so memory stays at (N, D)."""
     device = resolve_device(params.device)
     enc = load_encoder(encoder_path, device)
     bs = params.extract.batch_size
-    out = [
-        enc(torch.from_numpy(pixels[i : i + bs]).to(device)).float().cpu().numpy()
-        for i in range(0, len(pixels), bs)
-    ]
+    precision = Precision(params.extract.precision)  # as extract runs the encoder
+    out = []
+    for i in range(0, len(pixels), bs):
+        with precision.autocast(device):
+            x = enc(torch.from_numpy(pixels[i : i + bs]).to(device))
+        x = x.float().cpu().numpy()
+        out.append(x.mean(1) if pooled else x)
     return np.concatenate(out)
 
 
-def run(params: Params, images: str, features: str, random_encoder: str, metrics: str) -> dict:
+def run(
+    params: Params, images: str, features: str, random_encoder: str, metrics: str, encoder: str
+) -> dict:
     data = load_images(images)
     idx = eval_indices(params, data.labels)
     tr, va = idx[~data.is_val[idx]], idx[data.is_val[idx]]
@@ -69,15 +78,20 @@ def run(params: Params, images: str, features: str, random_encoder: str, metrics
         return round(top1, 4)
 
     pixels = to_unit_float(torch.from_numpy(data.images)).reshape(len(data.images), -1).numpy()
-    feats = io.open_group(features)["feats"]
-    trained = np.concatenate(
-        [
-            feats[b].astype(np.float32).mean(1)
-            for b in io.iter_blocks(feats.shape[0], feats.chunks[0])
-        ]
-    )
+    group = io.open_group(features)
+    if len(io.stored_rows(group)) == len(data.images):
+        feats = group["feats"]
+        trained = np.concatenate(
+            [
+                feats[b].astype(np.float32).mean(1)
+                for b in io.iter_blocks(feats.shape[0], feats.chunks[0])
+            ]
+        )
+    else:  # extract.keep kept the K-Means sample only: the evaluated images, encoded again
+        trained = np.zeros((len(data.images), group["feats"].shape[2]), np.float32)
+        trained[idx] = encode(encoder, data.images[idx], params, pooled=True)
     rand = np.zeros_like(trained)
-    rand[idx] = encode(random_encoder, data.images[idx], params).mean(1)
+    rand[idx] = encode(random_encoder, data.images[idx], params, pooled=True)
     summary = {
         "protocol": f"weighted k-NN (k={k}, cosine, T=0.07) on val; mean-pooled patch features; "
         f"memory bank = train split ({len(tr)} train / {len(va)} val images)",
@@ -93,9 +107,11 @@ def run(params: Params, images: str, features: str, random_encoder: str, metrics
 
 
 def main() -> None:
-    args = cli(__doc__, "images", "features", "random_encoder", "metrics", optional=("name",))
+    args = cli(
+        __doc__, "images", "features", "encoder", "random_encoder", "metrics", optional=("name",)
+    )
     with stage(args.name or "encoder_eval", args.params) as params:
-        run(params, args.images, args.features, args.random_encoder, args.metrics)
+        run(params, args.images, args.features, args.random_encoder, args.metrics, args.encoder)
 
 
 if __name__ == "__main__":

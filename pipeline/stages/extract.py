@@ -1,4 +1,9 @@
-"""extract: the frozen encoder over every image -> features/feats.zarr (N x L x D float16).
+"""extract: the frozen encoder over the images -> features/feats.zarr (N x L x D float16).
+
+``extract.keep: all`` stores every image's features; a number stores only that many train images
+(a seeded sample, their image rows in ``rows``): what K-Means samples anyway. Then tokenize and
+encoder_eval compute the features they need again, streamed through the encoder, so the paper
+scale needs no ~0.5 TB feature store (``encoded`` is that stream, shared by the three stages).
 
 Images are read, encoded and written one block at a time, so memory stays flat in N (benchmarks/
 measures it). With ``extract.store`` set (a second local path, ``file://``, ``s3://``, ``gs://``,
@@ -10,10 +15,14 @@ features (~0.5 TB for ImageNet) live on a bucket or a scratch disk, not in the D
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
 
+from digit.precision import Precision
 from digit.progress import progress
 from pipeline import io
 from pipeline.encoder_files import load_encoder
@@ -25,32 +34,95 @@ log = logging.getLogger("digit.extract")
 CHUNK_BYTES = 1 << 24  # ~16 MB per Zarr chunk whatever L and D are
 
 
+def kept_rows(params: Params, is_val: np.ndarray) -> np.ndarray | None:
+    """The images whose features extract keeps on disk: None for all of them (``extract.keep:
+    all``), else a seeded sample of ``extract.keep`` train images, sorted -- the K-Means sample,
+    from which each kmeans@K draws its own (pipeline/stages/kmeans.py)."""
+    keep = params.extract.keep
+    train = np.flatnonzero(~is_val)
+    if keep == "all":
+        return None
+    if keep >= len(train):
+        return train
+    return np.sort(np.random.default_rng([params.seed, 29]).choice(train, keep, replace=False))
+
+
+def encoded(
+    enc: Any,
+    src: Any,
+    rows: np.ndarray | None,
+    block: int,
+    params: Params,
+    device: str,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """The encoder's features of images ``rows`` of ``src`` (None: all), block by block: (the
+    block's positions in ``rows``, (B, L, D) float16). Features are cast to float16 as extract
+    stores them, so a consumer that re-computes them (tokenize over kept features) sees the
+    same bytes. A reader thread fetches block i + 1 while block i is encoded. Batches of
+    ``extract.batch_size`` under ``extract.precision``."""
+    bs = params.extract.batch_size
+    precision = Precision(params.extract.precision)
+    n = src.shape[0] if rows is None else len(rows)
+    blocks = list(io.iter_blocks(n, block))
+
+    def read(b: slice) -> np.ndarray:
+        return src[b] if rows is None else src.get_orthogonal_selection((rows[b],))
+
+    with ThreadPoolExecutor(1) as reader:
+        fetched = reader.submit(read, blocks[0]) if blocks else None
+        for j, b in enumerate(blocks):
+            pixels = torch.from_numpy(fetched.result())
+            if j + 1 < len(blocks):
+                fetched = reader.submit(read, blocks[j + 1])
+            x = np.empty((len(pixels), enc.n_tokens, enc.dim), np.float16)  # (B, L, D)
+            for i in range(0, len(pixels), bs):  # cast to float16 straight into the block
+                with precision.autocast(device):
+                    features = enc(pixels[i : i + bs].to(device))
+                torch.from_numpy(x[i : i + bs]).copy_(features)
+            yield b, x
+
+
 @torch.inference_mode()
 def run(params: Params, images: str, encoder: str, out: str) -> dict:
     device = resolve_device(params.device)
     enc = load_encoder(encoder, device)
-    src = io.open_group(images)["images"]
-    n = src.shape[0]
+    group_in = io.open_group(images)
+    src = group_in["images"]
+    rows = kept_rows(params, group_in["is_val"][:])
+    n = src.shape[0] if rows is None else len(rows)
     n_tokens, dim = enc.n_tokens, enc.dim
+    bs = params.extract.batch_size
     chunk_rows = max(1, CHUNK_BYTES // (n_tokens * dim * 2))
-    # Read blocks aligned to whole output chunks so every chunk is written exactly once.
-    block = max(params.extract.batch_size, chunk_rows)
-    block = (block // chunk_rows) * chunk_rows
+    # Blocks of whole output chunks, so every chunk is written exactly once.
+    block = (max(bs, chunk_rows) // chunk_rows) * chunk_rows
     store = params.extract.store or out
     digest = io.Digest()
-    with io.zarr_group_writer(store) as group:
-        feats = io.create_array(group, "feats", (n, n_tokens, dim), chunk_rows, "float16")
+    # The encoder never waits on disk: a reader thread (``encoded``) fetches block i + 1 and a
+    # writer thread writes block i while i + 1 is encoded; at most three blocks are in memory.
+    # Features are stored uncompressed: float16 activations shrink ~22% under Blosc-zstd, whose
+    # CPU time would compete with the forward. Leaving the `with`, the writer finishes (or
+    # fails) before the store is renamed into place or swept.
+    with io.zarr_group_writer(store) as group, ThreadPoolExecutor(1) as writer:
+        feats = io.create_array(
+            group, "feats", (n, n_tokens, dim), chunk_rows, "float16", compressors=None
+        )
+        if rows is not None:
+            io.create_array(group, "rows", (n,), 1 << 20, "int64")[:] = rows
+
+        def write(b: slice, x: np.ndarray) -> None:
+            feats[b] = x
+            if params.extract.store:  # the pointer's check that the store holds these features
+                digest.update("feats", b, x)
+
+        written = None
         bar = progress(total=n, desc="extract", unit="img")
-        for rows in io.iter_blocks(n, block):
-            pixels = torch.from_numpy(src[rows])
-            parts = [
-                enc(pixels[i : i + params.extract.batch_size].to(device)).float().cpu()
-                for i in range(0, len(pixels), params.extract.batch_size)
-            ]
-            x = torch.cat(parts).numpy().astype(np.float16)  # (B, L, D)
-            feats[rows] = x
-            digest.update("feats", rows, x)
-            bar.update(len(pixels))
+        for b, x in encoded(enc, src, rows, block, params, device):
+            if written is not None:
+                written.result()
+            written = writer.submit(write, b, x)
+            bar.update(len(x))
+        if written is not None:
+            written.result()
         bar.close()
         group.attrs.update(encoder=enc.name, grid=list(enc.grid()), dim=dim)
         if params.extract.store:  # last: a store without it never finished
@@ -58,7 +130,8 @@ def run(params: Params, images: str, encoder: str, out: str) -> dict:
     if params.extract.store:
         io.write_pointer(out, params.extract.store, digest.hexdigest())
     log.info("wrote %s: %d x %d x %d float16", store, n, n_tokens, dim)
-    return {"n": n, "tokens": n_tokens, "dim": dim, "sha256": digest.hexdigest()}
+    info = {"n": n, "tokens": n_tokens, "dim": dim}
+    return info | ({"sha256": digest.hexdigest()} if params.extract.store else {})
 
 
 def main() -> None:

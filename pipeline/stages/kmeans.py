@@ -21,8 +21,10 @@ log = logging.getLogger("digit.kmeans")
 
 def train_vectors(params: Params, images: str, features: str, k: int) -> np.ndarray:
     is_val = io.open_group(images)["is_val"][:]
-    feats = io.open_group(features)["feats"]
-    train = np.flatnonzero(~is_val)
+    group = io.open_group(features)
+    feats = group["feats"]
+    stored = io.stored_rows(group)  # the image of each row of the store (extract.keep)
+    train = np.flatnonzero(~is_val[stored])  # rows of the store that hold train images
     n_tokens = feats.shape[1]
     n_vectors = len(train) * n_tokens
     if k > n_vectors:
@@ -31,6 +33,11 @@ def train_vectors(params: Params, images: str, features: str, k: int) -> np.ndar
             f"({len(train)} images x {n_tokens} tokens)"
         )
     need = math.ceil(k * params.kmeans.max_points_per_centroid / n_tokens)
+    if need > len(train) < int((~is_val).sum()):  # a sample, and smaller than K-Means wants
+        raise StageError(
+            f"extract.keep: {len(train)} images' features are kept, K-Means samples {need} for "
+            f"K={k} (K x kmeans.max_points_per_centroid / {n_tokens} tokens); keep at least that"
+        )
     if need < len(train):
         rng = np.random.default_rng(params.seed)
         train = np.sort(rng.choice(train, size=need, replace=False))

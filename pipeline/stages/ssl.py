@@ -62,6 +62,8 @@ def simclr_config(params: Params) -> SimCLRConfig:
         temperature=s.temperature,
         proj_dim=s.proj_dim,
         augment=aug,
+        precision=s.precision,
+        tf32=s.tf32,
     )
 
 
@@ -74,6 +76,8 @@ def mae_config(params: Params) -> MAEConfig:
         weight_decay=s.weight_decay,
         warmup_epochs=s.warmup_epochs,
         mask_ratio=s.mask_ratio,
+        precision=s.precision,
+        tf32=s.tf32,
     )
 
 

@@ -90,6 +90,8 @@ def train_config(params: Params) -> VQTrainConfig:
         l1_weight=v.l1_weight,
         seed=params.seed,
         checkpoint_every=v.checkpoint_every,
+        precision=v.precision,
+        tf32=v.tf32,
     )
 
 
