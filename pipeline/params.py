@@ -337,6 +337,14 @@ class RendererParams(GPTModelFields, TrainFields):
     checkpoint_every: NonNegInt = 200
     # sequence: the paper's prefix-first stage 2; aligned / both: digit.registry.PREFIX_MODES
     prefix_mode: Literal[PREFIX_MODES] = "both"  # type: ignore[valid-type]
+    # aligned / both: each prefix cell's k x k neighbourhood (1: the cell alone; digit/gpt.py)
+    align_kernel: PosInt = 5
+
+    @model_validator(mode="after")
+    def _odd_kernel(self) -> RendererParams:
+        if self.align_kernel % 2 == 0:
+            raise ValueError(f"align_kernel: expected an odd size (got {self.align_kernel})")
+        return self
 
 
 class TopKP(Section):

@@ -19,8 +19,10 @@ MODES = [
     "aligned_bidir",
     "both_causal",
     "both_bidir",
+    "both_causal_k3",  # align_kernel 3: each cell's 3 x 3 neighbourhood (the default renderer: 5)
+    "aligned_bidir_k3",
 ]
-CAUSAL_PREFIX_MODES = ["prefix_causal", "aligned_causal", "both_causal"]
+CAUSAL_PREFIX_MODES = ["prefix_causal", "aligned_causal", "both_causal", "both_causal_k3"]
 SMALL_SIZES = ["tiny", "small"]
 N_CLASSES = 5
 PREFIX_VOCAB = 37
@@ -29,6 +31,9 @@ PREFIX_LEN = 9  # a 3 x 3 grid; the registered sizes have 4 x 4 targets (aligned
 
 def make(size: str, mode: str, **overrides) -> GPT:
     kw: dict = {}
+    if mode.endswith("_k3"):
+        kw["align_kernel"] = 3
+        mode = mode.removesuffix("_k3")
     if mode == "class":
         kw["n_classes"] = N_CLASSES
     if mode.startswith(("prefix", "aligned", "both")):

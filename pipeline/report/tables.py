@@ -197,7 +197,14 @@ def table3(params: Params, m: Metrics) -> Table:
             "decoder (the VQ row samples VQ tokens directly).",
             f"Renderer: `renderer.prefix_mode: {params.renderer.prefix_mode}` (sequence = the "
             "paper's prefix-first stage 2; aligned = each output position reads the prefix token "
-            "at its own image place, no prefix in the sequence; both).",
+            "at its own image place, no prefix in the sequence; both)"
+            + (
+                f", `renderer.align_kernel: {params.renderer.align_kernel}` (the aligned token "
+                f"with its {params.renderer.align_kernel} x {params.renderer.align_kernel} "
+                "neighbourhood)."
+                if params.renderer.prefix_mode != "sequence" and params.renderer.align_kernel > 1
+                else "."
+            ),
             "FID / IS std: sample standard deviation over the sample seeds (`sample_seeds`; one "
             "model of each kind per seed). Rows without std are trained once (main seed).",
             "source-label top-1: the evaluation net's top-1 on the upper-bound images against the "

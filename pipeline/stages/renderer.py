@@ -92,6 +92,7 @@ def run(
         prefix_vocab_size=disc.vocab,
         prefix_len=prefix.shape[1],
         prefix_mode=params.renderer.prefix_mode,
+        align_kernel=params.renderer.align_kernel,
         causal=renderer == "ar",
     )
     objective = Objective(masked=renderer == "maskgit")
@@ -130,6 +131,7 @@ def run(
         "name": name,
         "renderer": renderer,
         "prefix_mode": params.renderer.prefix_mode,
+        "align_kernel": params.renderer.align_kernel,
         "prefix_vocab": disc.vocab,
         "vq_vocab": vq.vocab,
         "n_params": count_params(model),
