@@ -340,6 +340,11 @@ class RendererParams(GPTModelFields, TrainFields):
     # aligned / both: each prefix cell's k x k neighbourhood (1: the cell alone; digit/gpt.py)
     align_kernel: PosInt = 5
 
+    @property
+    def neighbourhood(self) -> int:
+        """The k x k prefix neighbourhood the renderer reads: 1 without the aligned embedding."""
+        return 1 if self.prefix_mode == "sequence" else self.align_kernel
+
     @model_validator(mode="after")
     def _odd_kernel(self) -> RendererParams:
         if self.align_kernel % 2 == 0:

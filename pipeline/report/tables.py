@@ -199,10 +199,9 @@ def table3(params: Params, m: Metrics) -> Table:
             "paper's prefix-first stage 2; aligned = each output position reads the prefix token "
             "at its own image place, no prefix in the sequence; both)"
             + (
-                f", `renderer.align_kernel: {params.renderer.align_kernel}` (the aligned token "
-                f"with its {params.renderer.align_kernel} x {params.renderer.align_kernel} "
+                f", `renderer.align_kernel: {k}` (the aligned token with its {k} x {k} "
                 "neighbourhood)."
-                if params.renderer.prefix_mode != "sequence" and params.renderer.align_kernel > 1
+                if (k := params.renderer.neighbourhood) > 1
                 else "."
             ),
             "FID / IS std: sample standard deviation over the sample seeds (`sample_seeds`; one "

@@ -30,11 +30,7 @@ def small_print(params: Params, m: Metrics) -> list[str]:
         f"{params.renderer.n_layer or 'the size'}-block `{params.renderer.size}` GPT, "
         f"{params.renderer.steps} steps ({rd.get('epochs', '?')} epochs), prefix mode "
         f"`{params.renderer.prefix_mode}`"
-        + (
-            f" with a {params.renderer.align_kernel} x {params.renderer.align_kernel} neighbourhood"
-            if params.renderer.prefix_mode != "sequence" and params.renderer.align_kernel > 1
-            else ""
-        )
+        + (f" with a {k} x {k} neighbourhood" if (k := params.renderer.neighbourhood) > 1 else "")
         + ". The paper: 219M / 732M parameters, 200-400 epochs.",
         f"- Seeds: {len(params.seeds)} ({params.seeds}) for the token models and probes behind "
         f"claims 3-4, {len(params.sample_seeds)} of them ({params.sample_seeds}) for the "

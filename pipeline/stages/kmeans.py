@@ -33,7 +33,8 @@ def train_vectors(params: Params, images: str, features: str, k: int) -> np.ndar
             f"({len(train)} images x {n_tokens} tokens)"
         )
     need = math.ceil(k * params.kmeans.max_points_per_centroid / n_tokens)
-    if need > len(train) < int((~is_val).sum()):  # a sample, and smaller than K-Means wants
+    sampled = len(train) < int((~is_val).sum())  # extract.keep kept a part of the train split
+    if sampled and need > len(train):
         raise StageError(
             f"extract.keep: {len(train)} images' features are kept, K-Means samples {need} for "
             f"K={k} (K x kmeans.max_points_per_centroid / {n_tokens} tokens); keep at least that"

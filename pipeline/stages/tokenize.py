@@ -30,9 +30,9 @@ def run(
         centroids, params.kmeans.spherical, resolve_device(params.device).startswith("cuda")
     )
     group = io.open_group(features)
-    n_images = io.open_group(images)["images"].shape[0]
-    complete = len(io.stored_rows(group)) == n_images
-    if complete:
+    src = io.open_group(images)["images"]
+    n_stored, n_images = len(io.stored_rows(group)), src.shape[0]
+    if n_stored == n_images:
         feats = group["feats"]
         n, n_tokens, dim = feats.shape
         rows_per_block = max(feats.chunks[0], params.tokenize.batch_size // n_tokens)
@@ -42,11 +42,9 @@ def run(
         device = resolve_device(params.device)
         enc = load_encoder(encoder, device)
         n, n_tokens, dim = n_images, enc.n_tokens, enc.dim
-        src = io.open_group(images)["images"]
-        bs = params.extract.batch_size
-        rows_per_block = max(bs, params.tokenize.batch_size // n_tokens)
+        rows_per_block = max(params.extract.batch_size, params.tokenize.batch_size // n_tokens)
         blocks = encoded(enc, src, None, rows_per_block, params, device)
-        log.info("features of %d of %d images kept: re-encoding all", len(io.stored_rows(group)), n)
+        log.info("features of %d of %d images kept: re-encoding all", n_stored, n)
     counts = np.zeros(k, dtype=np.int64)
     with io.zarr_group_writer(out) as out_group:
         tokens = io.create_array(out_group, "tokens", (n, n_tokens), 1 << 16, "int32")
