@@ -307,7 +307,7 @@ class ARParams(GPTModelFields, TrainFields):
     """The token models (the paper's stage 1): the AR models over each token set (unconditional and class-conditional)."""
 
     n_embd: PosInt | None = 128
-    warmup_steps: NonNegInt = 20
+    warmup_steps: NonNegInt = 40
     eval_every: NonNegInt = 40
     checkpoint_every: NonNegInt = 100
     class_dropout: Prob = 0.1  # class-conditional: label -> NULL class, for guidance
@@ -336,7 +336,7 @@ class RendererParams(GPTModelFields, TrainFields):
     eval_every: NonNegInt = 150
     checkpoint_every: NonNegInt = 200
     # sequence: the paper's prefix-first stage 2; aligned / both: digit.registry.PREFIX_MODES
-    prefix_mode: Literal[PREFIX_MODES] = "both"  # type: ignore[valid-type]
+    prefix_mode: Literal[PREFIX_MODES] = "aligned"  # type: ignore[valid-type]
     # aligned / both: each prefix cell's k x k neighbourhood (1: the cell alone; digit/gpt.py)
     align_kernel: PosInt = 5
 

@@ -77,6 +77,7 @@ IDLE_S = 120.0
 PRELOAD = (
     "numpy",
     "torch",
+    "torch._dynamo",  # ~1 s: the first optimizer of a training (or probe) stage imports it
     "torch_fidelity",  # torchvision with it: 4-5 s of a scoring (generate) stage's start
     "zarr",
     "faiss",
