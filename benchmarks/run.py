@@ -5,6 +5,7 @@
     python -m benchmarks.run --items repro --repro-log reports/repro.log
     python -m benchmarks.run --items noop,flow       # need the whole DAG: slow, run by hand
     python -m benchmarks.run --items warm --repro-log WARM.log --cold-log COLD.log
+    python -m benchmarks.run --items rehearsal       # the imagenet preset's shapes: ~10 min
 
 Sections of items not run this time are kept from the existing report, so the DAG items, measured
 rarely, and the quick ones, measured often, live in one file. Each section states when it was
@@ -37,6 +38,7 @@ ITEMS = {
     "paper": ("benchmarks.paper_scale", "run"),
     "gpu": ("benchmarks.gpu", "run"),
     "warm": ("benchmarks.repro", "run_warm"),
+    "rehearsal": ("benchmarks.rehearsal", "run"),
 }
 DEFAULT = ["extract", "kmeans", "sampling", "training", "paper"]
 SECTION = re.compile(r"<!-- bench:(\w+) -->.*?<!-- /bench:\1 -->", re.S)

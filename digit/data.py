@@ -9,6 +9,7 @@ Pillow to RGB, resized on the shorter side (bicubic) and center-cropped, as the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,69 @@ def decode_image(path: str | Path, image_size: int, channels: int = 3) -> np.nda
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise CorruptImageError(f"{path}: cannot decode image ({err})") from err
     return arr.reshape(image_size, image_size, channels)
+
+
+class FolderImages:
+    """The decoded images of files in a folder, as a read-only (N, S, S, C) uint8 array.
+
+    What an images store holds when it keeps no pixels (``data.pixels: folder``): each read decodes
+    its files (``decode_image``, the same resize and crop a stored copy went through, so the same
+    bytes), on threads, as Pillow releases the GIL. Indexing is numpy's along the first axis (an
+    int, a slice, integer or boolean arrays); ``get_orthogonal_selection`` is Zarr's, for readers
+    written against a Zarr array. Every file's size and mtime were recorded when the store was
+    written: a file changed since then stops the read with its name (its pixels would no longer
+    be the ones every stage before saw).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        files: np.ndarray,  # (N,) paths relative to root
+        sizes: np.ndarray,  # (N,) int64 bytes at prepare
+        mtimes: np.ndarray,  # (N,) int64 ns at prepare
+        image_size: int,
+        channels: int,
+        threads: int = 8,
+    ) -> None:
+        self.root, self.files = Path(root), files
+        self.sizes, self.mtimes = sizes, mtimes
+        self.shape = (len(files), image_size, image_size, channels)
+        self.dtype = np.dtype(np.uint8)
+        self.threads = threads
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def _one(self, i: int) -> np.ndarray:
+        path = self.root / str(self.files[i])
+        try:
+            st = path.stat()
+        except OSError as err:
+            raise DataError(f"{path}: image of the store gone since prepare ({err})") from err
+        if (st.st_size, st.st_mtime_ns) != (self.sizes[i], self.mtimes[i]):
+            raise DataError(
+                f"{path}: changed since prepare read it (size or mtime differ): run prepare again "
+                "(dvc repro --force prepare)"
+            )
+        return decode_image(path, self.shape[1], self.shape[3])
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        rows = np.arange(len(self))[key]  # numpy's own rules and IndexErrors
+        if rows.ndim == 0:
+            return self._one(int(rows))
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        with ThreadPoolExecutor(min(self.threads, max(1, len(rows)))) as pool:
+            for j, img in enumerate(pool.map(self._one, rows.tolist())):
+                out[j] = img
+        return out
+
+    def get_orthogonal_selection(self, selection: tuple[np.ndarray]) -> np.ndarray:
+        (rows,) = selection
+        return self[rows]
 
 
 def imagefolder(root: str | Path, image_size: int, channels: int = 3) -> ImageDataset:

@@ -69,11 +69,19 @@ class DataParams(Section):
     max_images: PosInt | None = None  # seeded stratified subsample (smoke runs)
     on_corrupt: Literal["skip", "error"] = "skip"
     chunk_images: PosInt = 1024
+    # store: decoded pixels in data/images.zarr; folder: only the file list there, each read decodes
+    # the files under data.root again (paper scale: no ~250 GB copy of ImageNet)
+    pixels: Literal["store", "folder"] = "store"
 
     @model_validator(mode="after")
     def _root_for_imagefolder(self) -> DataParams:
         if self.dataset == "imagefolder" and not self.root:
             raise ValueError("root: dataset 'imagefolder' needs data.root (root/class/*.jpg)")
+        if self.pixels == "folder" and self.dataset != "imagefolder":
+            raise ValueError(
+                f"pixels: 'folder' decodes the files under data.root, so it needs dataset "
+                f"'imagefolder' (got {self.dataset!r}; use pixels: store)"
+            )
         if self.dataset == "mnist5k" and (self.channels != 1 or self.image_size != 28):
             raise ValueError(
                 "image_size: dataset 'mnist5k' is 28x28 grayscale (image_size 28, channels 1)"
@@ -313,18 +321,49 @@ class ARParams(GPTModelFields, TrainFields):
     class_dropout: Prob = 0.1  # class-conditional: label -> NULL class, for guidance
 
 
+def _known_gpt_size(size: str | None) -> None:
+    if size is not None and size not in GPT_SIZES:
+        raise ValueError(f"size: unknown GPT size {size!r}; known: {list(GPT_SIZES)}")
+
+
 class PathParams(Section):
     """Fig. 3(a)'s path after the tokenizer swap, for the main-K token model (main seed)."""
 
     steps_factor: PosInt = 2  # "+ longer training": ar.steps x this
     size: str | None = None  # "+ larger model": this GPT size (None: ar.size) ...
-    n_embd: PosInt | None = 160  # ... at this width (None: the size's own)
+    n_embd: PosInt | None = 160  # ... at this width (None: the size's own) ...
+    large_steps_factor: PosInt | None = 1  # ... for ar.steps x this (None: steps_factor)
 
     @model_validator(mode="after")
     def _known_size(self) -> PathParams:
-        if self.size is not None and self.size not in GPT_SIZES:
-            raise ValueError(f"size: unknown GPT size {self.size!r}; known: {list(GPT_SIZES)}")
+        _known_gpt_size(self.size)
         return self
+
+
+class EncodersModelParams(Section):
+    """The token model and renderer of every encoder row (Fig. 4(a); the paper's: ~39M, 100 epochs).
+
+    Each key replaces that key of the ar / renderer section for the rows' stages; None keeps it.
+    A size brings its own depth, heads, width and FFN unless they are given too."""
+
+    size: str | None = None
+    n_layer: PosInt | None = None
+    n_head: PosInt | None = None
+    n_embd: PosInt | None = None
+    ffn: PosInt | None = None
+    steps: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _known_size(self) -> EncodersModelParams:
+        _known_gpt_size(self.size)
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        """What a row's ar / renderer section changes ({} when every key is None)."""
+        given = {k: v for k, v in self.model_dump().items() if v is not None}
+        if self.size is not None:
+            return {"n_layer": None, "n_head": None, "n_embd": None, "ffn": None} | given
+        return given
 
 
 class RendererParams(GPTModelFields, TrainFields):
@@ -476,6 +515,7 @@ class Params(Section):
     ar: ARParams
     renderer: RendererParams
     path: PathParams = Field(default_factory=PathParams)
+    encoders_model: EncodersModelParams = Field(default_factory=EncodersModelParams)
     generate: GenerateParams
     evalnet: EvalNetParams = Field(default_factory=EvalNetParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)

@@ -276,6 +276,7 @@ def train(
         ],
         lr=cfg.lr,
         betas=tuple(cfg.betas),
+        foreach=True,  # one kernel per op over all tensors: CUDA's default, ~25% of a CPU step off
     )
     precision = Precision(cfg.precision, cfg.tf32)
     precision.set_tf32()

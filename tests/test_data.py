@@ -1,5 +1,6 @@
 """Datasets: stratified split and subsample, ImageFolder decoding of awkward files, prepare's
-handling of corrupt files (skip with a count, or a clear error)."""
+handling of corrupt files (skip with a count, or a clear error), and a store that keeps only the
+file list (``data.pixels: folder``): the same pixels and features as a store of them."""
 
 import json
 import subprocess
@@ -85,7 +86,9 @@ def test_decode_center_crop_keeps_aspect(tmp_path):
     assert out.shape == (20, 20, 3) and out.mean() > 240
 
 
-def run_prepare(tmp_path: Path, on_corrupt: str) -> subprocess.CompletedProcess:
+def run_prepare(
+    tmp_path: Path, on_corrupt: str, pixels: str = "store", out: str = "images.zarr"
+) -> subprocess.CompletedProcess:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(
         dataset="imagefolder",
@@ -95,7 +98,10 @@ def run_prepare(tmp_path: Path, on_corrupt: str) -> subprocess.CompletedProcess:
         on_corrupt=on_corrupt,
         val_fraction=0.5,
         chunk_images=2,
+        pixels=pixels,
     )
+    params["device"] = "cpu"
+    params["extract"]["batch_size"] = 3
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run(
         [
@@ -103,7 +109,7 @@ def run_prepare(tmp_path: Path, on_corrupt: str) -> subprocess.CompletedProcess:
             "-m",
             "pipeline.stages.prepare",
             "--out",
-            str(tmp_path / "images.zarr"),
+            str(tmp_path / out),
             "--metrics",
             str(tmp_path / "prepare.json"),
             "--params",
@@ -134,3 +140,71 @@ def test_prepare_skips_or_stops_on_corrupt_files(tmp_path):
     # The failed run left nothing half-written: the previous output is intact, no temporaries.
     assert g["images"].shape == (4, 16, 16, 3)
     assert not list(tmp_path.glob(".images.zarr.tmp-*"))
+
+
+def test_a_folder_store_reads_the_same_pixels_and_features(tmp_path):
+    """pixels: folder keeps the file list only; every way a stage indexes the pixels, and extract
+    itself, gives what the store of decoded pixels gives."""
+    import torch
+    import zarr
+
+    from digit.encoders import build_encoder
+    from pipeline.encoder_files import save_encoder
+    from pipeline.images import load_images, pixel_source
+    from pipeline.params import load
+    from pipeline.stages import extract
+    from pipeline.stages.ssl import encoder_kwargs
+
+    make_folder(tmp_path / "imgs")
+    for i in range(3):  # a few more, so the store has blocks and a val split to index
+        Image.fromarray(np.full((30, 20, 3), 40 * i, np.uint8)).save(
+            tmp_path / f"imgs/cat/f{i}.png"
+        )
+    assert run_prepare(tmp_path, "skip", "store", "stored.zarr").returncode == 0
+    proc = run_prepare(tmp_path, "skip", "folder", "listed.zarr")
+    assert proc.returncode == 0, proc.stderr
+    stored, listed = (
+        pixel_source(str(tmp_path / "stored.zarr")),
+        pixel_source(str(tmp_path / "listed.zarr")),
+    )
+    assert listed.shape == stored.shape == (7, 16, 16, 3)  # broken.jpg skipped in both
+    pixels = stored[:]  # numpy's indexing is the contract (load_images holds a store's in memory)
+    for key in (3, slice(None), slice(1, 6, 2), np.array([6, 0, 2]), np.arange(7) % 2 == 0):
+        assert np.array_equal(listed[key], pixels[key]), key
+    rows = np.array([1, 4])
+    assert np.array_equal(
+        listed.get_orthogonal_selection((rows,)), stored.get_orthogonal_selection((rows,))
+    )
+    a, b = load_images(str(tmp_path / "stored.zarr")), load_images(str(tmp_path / "listed.zarr"))
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.is_val, b.is_val)
+    assert np.array_equal(a.images[a.val], b.images[b.val])
+    size = lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())  # noqa: E731
+    assert size(tmp_path / "listed.zarr") < size(tmp_path / "stored.zarr")
+
+    params = load(tmp_path / "params.yaml")
+    torch.manual_seed(0)
+    kwargs = encoder_kwargs(params)
+    save_encoder(tmp_path / "enc.pt", build_encoder("cnn_small", **kwargs), kwargs)
+    feats = {}
+    for name in ("stored", "listed"):
+        out = str(tmp_path / f"feats_{name}.zarr")
+        extract.run(params, str(tmp_path / f"{name}.zarr"), str(tmp_path / "enc.pt"), out)
+        feats[name] = zarr.open_group(out, mode="r")["feats"][:]
+    assert np.array_equal(feats["listed"], feats["stored"])
+
+    # A file changed after prepare is refused by name, not read as other pixels.
+    changed = tmp_path / "imgs/cat/f1.png"
+    Image.fromarray(np.zeros((30, 20, 3), np.uint8)).save(changed)
+    with pytest.raises(DataError, match=r"f1\.png: changed since prepare"):
+        listed[:]
+
+
+def test_a_folder_store_needs_an_image_folder():
+    from pipeline.params import ParamsError, validate
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["pixels"] = "folder"
+    with pytest.raises(
+        ParamsError, match="data.pixels: 'folder' decodes the files under data.root"
+    ):
+        validate(raw)

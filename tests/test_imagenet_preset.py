@@ -25,6 +25,14 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
     assert p.kmeans.ks == [1024, 4096, 8192] and p.generate.n_samples == 50000
     assert (p.ar.size, p.ar.n_embd, p.evaluate.extractor) == ("base", None, "inception-v3-compat")
     assert (p.extract.keep, p.extract.precision) == (8192, "bf16")  # bounded disk, fast forward
+    assert p.data.pixels == "folder"  # no decoded copy of ImageNet
+    # Fig. 4(a)'s rows: the paper's ~39M model for 100 epochs; the 732M path row: 200 epochs
+    assert (p.encoders_model.n_layer, p.encoders_model.n_embd, p.encoders_model.steps) == (
+        10,
+        512,
+        240000,
+    )
+    assert p.path.large_steps_factor == 1
     for section in (p.vq, p.ar, p.renderer):
         assert (section.precision, section.tf32) == ("bf16", True)
     assert (p.generate.token_model.top_k, p.generate.token_model_cond.top_k, p.generate.renderer_ar.top_p) == (

@@ -51,6 +51,9 @@ def test_default_and_presets_validate():
         ("sample_seeds", [0, 7], "sample_seeds: expected distinct seeds out of seeds"),
         ("ssl.noise_p", 1.5, "ssl.noise_p: Input should be less than or equal to 1"),
         ("renderer.align_kernel", 4, "renderer.align_kernel: expected an odd size (got 4)"),
+        ("encoders_model.size", "huge", "encoders_model.size: unknown GPT size 'huge'"),
+        ("path.large_steps_factor", 0, "path.large_steps_factor: Input should be greater than 0"),
+        ("data.pixels", "folder", "data.pixels: 'folder' decodes the files under data.root"),
         ("ar.precision", "fp8", "ar.precision: Input should be 'fp32', 'bf16' or 'fp16'"),
         ("extract.keep", 0, "extract.keep"),
         ("encoders.Dino", {"label": "x"}, "encoders.Dino: a row key is lower-case letters"),
@@ -182,3 +185,27 @@ def test_stage_reports_one_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "kmeans.ks.0" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_path_and_encoder_row_variants():
+    """Fig. 3(a)'s long / large and the encoder rows' model as overrides of the ar section: the
+    default's rows train the main recipe; the paper's large row and rows train their own length."""
+    from pipeline.stages.ar import variants
+
+    v = variants(P.validate(DEFAULT))
+    steps = DEFAULT["ar"]["steps"]
+    assert v["row"] == {} and v["long"] == {"steps": 2 * steps}
+    assert v["large"]["steps"] == steps and v["large"]["n_embd"] == 160  # as the paper's 732M
+    raw = with_change("path.large_steps_factor", None)  # null: as long as "+ longer training"
+    raw["encoders_model"].update(size="base", n_embd=512, steps=7)
+    v = variants(P.validate(raw))
+    assert v["large"]["steps"] == 2 * steps
+    # a size brings its own depth, heads and FFN; given keys win
+    assert v["row"] == {
+        "size": "base",
+        "n_layer": None,
+        "n_head": None,
+        "n_embd": 512,
+        "ffn": None,
+        "steps": 7,
+    }

@@ -290,14 +290,14 @@ def ablation_tokenizer(params: Params, m: Metrics) -> Table:
     k = params.kmeans.main_k
     ss = sample_sets(params.kmeans.ks, k, list(params.encoders))
     rows = []
+    p = params.path
+    larger = [f"GPT `{p.size}`" if p.size else "", f"width {p.n_embd}" if p.n_embd else ""]
+    larger.append(f"x{p.large_steps_factor or p.steps_factor} steps")
     steps = [
         ("VQ tokenizer", ss[sets.vq_set()]),
         (f"+ discriminative tokenizer (K={k})", ss[sets.digit_set(k)]),
-        (
-            f"+ longer training (x{params.path.steps_factor} steps)",
-            ss[sets.path_set(k, "long")],
-        ),
-        (f"+ larger model (width {params.path.n_embd})", ss[sets.path_set(k, "large")]),
+        (f"+ longer training (x{p.steps_factor} steps)", ss[sets.path_set(k, "long")]),
+        (f"+ larger model ({', '.join(x for x in larger if x)})", ss[sets.path_set(k, "large")]),
     ]
     for label, s in steps:
         what = f"Fig. 3(a), row {label!r}"
@@ -323,8 +323,10 @@ def ablation_tokenizer(params: Params, m: Metrics) -> Table:
         pd.DataFrame(PAPER["fig3a_tokenizer_ablation"]),
         [
             "Each row changes one thing of the row above: the tokenizer, then the token model's "
-            "training length (`path.steps_factor`), then its width (`path.n_embd`); the "
-            "renderer stays the main seed's. The last two rows are trained once (main seed).",
+            "training length (`path.steps_factor`), then its size (`path.size`, `path.n_embd`; "
+            "trained `path.large_steps_factor` times ar.steps, by default as long as the row "
+            "above; the paper's 732M row trains 200 epochs); the renderer stays the main seed's. "
+            "The last two rows are trained once (main seed).",
             "Bits per token are not comparable across vocabularies of different size; "
             "FID/IS and probe accuracy are.",
             "Mean ± std over the sample seeds (`sample_seeds`); params: token model + renderer "

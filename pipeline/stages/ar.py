@@ -9,7 +9,9 @@ in nats and bits per token, beside two references: the uniform code (log2 vocab)
 model of the train tokens, which tell how much of the gain comes from context.
 
 ``--variant`` gives the steps of Fig. 3(a)'s path after the tokenizer swap: ``long`` trains
-``path.steps_factor`` times the steps, ``large`` does that with the wider model of ``path``.
+``path.steps_factor`` times the steps, ``large`` trains the wider model of ``path`` for
+``path.large_steps_factor`` times them (by default as long as ``long``); ``row`` is the model of
+the encoder rows (``encoders_model``, Fig. 4(a)).
 """
 
 from __future__ import annotations
@@ -35,14 +37,19 @@ log = logging.getLogger("digit.ar")
 CONDITIONINGS = ("none", "class")
 
 
-def path_variants(params: Params) -> dict[str, dict]:
-    """Fig. 3(a)'s "+ longer training" and "+ larger model" as overrides of the ar section."""
+def variants(params: Params) -> dict[str, dict]:
+    """Fig. 3(a)'s "+ longer training" and "+ larger model", and the encoder rows' model, as
+    overrides of the ar section."""
     path = params.path
     long = {"steps": params.ar.steps * path.steps_factor}
-    larger = {"size": path.size or params.ar.size, "n_embd": path.n_embd}
+    larger = {
+        "steps": params.ar.steps * (path.large_steps_factor or path.steps_factor),
+        "size": path.size or params.ar.size,
+        "n_embd": path.n_embd,
+    }
     if path.size:  # another size: its own depth and heads unless params say otherwise
         larger |= {"n_layer": None, "n_head": None, "ffn": None}
-    return {"long": long, "large": {**long, **larger}}
+    return {"long": long, "large": larger, "row": params.encoders_model.overrides()}
 
 
 def unigram_bits(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab: int) -> float:
@@ -169,7 +176,7 @@ def main() -> None:
         optional=("variant",),
     )
     with stage(f"ar_{args.name}", args.params) as params:
-        params = apply_variant(params, "ar", path_variants(params), args.variant)
+        params = apply_variant(params, "ar", variants(params), args.variant)
         if ddp.relaunch(params.ar.nproc, "ar.nproc"):
             return  # the torchrun ranks did the work
         run(

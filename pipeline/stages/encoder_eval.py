@@ -77,7 +77,7 @@ def run(
         )
         return round(top1, 4)
 
-    pixels = to_unit_float(torch.from_numpy(data.images)).reshape(len(data.images), -1).numpy()
+    pixels = to_unit_float(torch.from_numpy(data.images[:])).reshape(len(data.images), -1).numpy()
     group = io.open_group(features)
     if len(io.stored_rows(group)) == len(data.images):
         feats = group["feats"]

@@ -26,6 +26,7 @@ from digit.precision import Precision
 from digit.progress import progress
 from pipeline import io
 from pipeline.encoder_files import load_encoder
+from pipeline.images import pixel_source
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 
@@ -87,7 +88,7 @@ def run(params: Params, images: str, encoder: str, out: str) -> dict:
     device = resolve_device(params.device)
     enc = load_encoder(encoder, device)
     group_in = io.open_group(images)
-    src = group_in["images"]
+    src = pixel_source(images)
     rows = kept_rows(params, group_in["is_val"][:])
     n = src.shape[0] if rows is None else len(rows)
     n_tokens, dim = enc.n_tokens, enc.dim

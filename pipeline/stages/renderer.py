@@ -12,6 +12,7 @@ predicts the image's VQ tokens; the VQ decoder turns them into pixels. Two rende
 Trained on ground-truth tokens of the train split; at generation time it is fed sampled tokens.
 Besides the val loss, metrics report the val loss with every prefix swapped for another image's
 (``val_loss_shuffled_prefix``): a renderer that ignored its prefix would show no gap.
+``--variant row`` is the encoder rows' renderer (``encoders_model``, Fig. 4(a)).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pipeline import ddp
 from pipeline.checkpoints import check_rows, load_tokens
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, cli, resolve_device, stage
+from pipeline.stage import StageError, apply_variant, cli, resolve_device, stage
 from pipeline.train import (
     Objective,
     build_model,
@@ -169,8 +170,12 @@ def main() -> None:
         "checkpoints",
         "live",
         extra={"renderer": str, "name": str},
+        optional=("variant",),
     )
     with stage(f"renderer_{args.name}", args.params) as params:
+        # row: the encoder rows' model (encoders_model, Fig. 4(a))
+        row = {"row": params.encoders_model.overrides()}
+        params = apply_variant(params, "renderer", row, args.variant)
         if ddp.relaunch(params.renderer.nproc, "renderer.nproc"):
             return  # the torchrun ranks did the work
         run(

@@ -11,6 +11,7 @@ from digit.kmeans import Assigner
 from digit.progress import progress
 from pipeline import io
 from pipeline.encoder_files import load_encoder
+from pipeline.images import pixel_source
 from pipeline.params import Params
 from pipeline.stage import cli, resolve_device, stage
 from pipeline.stages.extract import encoded
@@ -30,7 +31,7 @@ def run(
         centroids, params.kmeans.spherical, resolve_device(params.device).startswith("cuda")
     )
     group = io.open_group(features)
-    src = io.open_group(images)["images"]
+    src = pixel_source(images)
     n_stored, n_images = len(io.stored_rows(group)), src.shape[0]
     if n_stored == n_images:
         feats = group["feats"]
