@@ -87,7 +87,7 @@ def vq_train_flops_per_image(params: Params) -> float:
     torch's FlopCounterMode on the real module: convolutions and matmuls)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = VQVAE(vq_config(params))
+    model = VQVAE(vq_config(params)).eval()  # eval: no codebook initialisation from one image
     x = torch.rand(1, params.data.channels, params.data.image_size, params.data.image_size)
     with FlopCounterMode(display=False) as counter:
         _, loss, _ = model(x)
@@ -222,21 +222,21 @@ def run(opts) -> Section:
     }
     total_h = sum(stage_hours.values()) + sum(train.values())
 
-    for name, secs, out in (
-        ("prepare, pixels: folder", t["prepare"], "images"),
-        ("prepare, pixels: store (for comparison)", t["prepare_store"], "stored"),
-        ("ssl (frozen: records the weights)", t["ssl"], "encoder"),
-        (f"extract (keep {keep} of {n})", t["extract"], "feats"),
-        ("kmeans K=8192, 2 iterations", t["kmeans"], None),
-        ("tokenize K=8192 (re-encodes every image)", t["tokenize"], "tokens"),
+    for name, secs, out, per_image in (
+        ("prepare, pixels: folder", t["prepare"], "images", n),
+        ("prepare, pixels: store (for comparison)", t["prepare_store"], "stored", n),
+        ("ssl (frozen: records the weights)", t["ssl"], "encoder", None),
+        (f"extract (keep {keep} of {n})", t["extract"], "feats", keep),
+        ("kmeans K=8192, 2 iterations", t["kmeans"], None, None),
+        ("tokenize K=8192 (re-encodes every image)", t["tokenize"], "tokens", n),
     ):
-        per = keep if out == "feats" else n
         rows.append(
             {
                 "stage (this CPU)": name,
                 "seconds": secs,
                 "s / image": secs / n,
-                "output bytes / image": b[out] / per if out else "",
+                "output MB": b[out] / 1e6 if out else "",
+                "output bytes / image": b[out] / per_image if per_image else "",
             }
         )
     proj = [{"intermediate at 1.28M images": k, "GB": v / gb} for k, v in disk.items()]

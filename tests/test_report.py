@@ -324,10 +324,23 @@ def test_the_reports_index_says_what_the_default_leaves_small(tmp_path):
     params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
     k = params.kmeans.main_k
     write(m, f"ar_k{k}_long", {"n_params": 2e6, "epochs": 3.0, "val_loss": 1.2, "steps": 20})
-    write_reports(params, m, tmp_path / "reports")
+    # The main seed's val curves, as dvclive writes them: DiGIT bends early, VQ is a line.
+    live = tmp_path / "dvclive"
+    curves = {
+        f"ar_k{k}_s{params.seed}": [3.0, 2.0, 1.2, 1.1, 1.0],
+        f"ar_vq_s{params.seed}": [4.0, 3.75, 3.5, 3.25, 3.0],
+    }
+    for folder, losses in curves.items():
+        tsv = live / folder / "plots/metrics/val/loss.tsv"
+        tsv.parent.mkdir(parents=True)
+        rows = [f"{10 * (i + 1)}\t{loss}" for i, loss in enumerate(losses)]
+        tsv.write_text("step\tloss\n" + "\n".join(rows) + "\n")
+    write_reports(params, m, tmp_path / "reports", live)
     index = (tmp_path / "reports/README.md").read_text()
     assert "## What the default leaves small" in index
     assert f"K={k} val loss 1.500 nats after 10 steps, 1.200 after 20" in index
+    # (loss at the middle step, 30, - last) / (first - last): DiGIT 0.2 / 2.0, VQ 0.5 / 1.0
+    assert f"the second half of that span made DiGIT K={k} 10%, VQ 50%" in index
 
 
 def test_the_encoder_table_says_which_measure_puts_pixels_ahead():

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import sets
 from pipeline.params import Params
 from pipeline.report.figures import plot_curves, plot_fig1
@@ -112,6 +114,16 @@ def read_curve(live: Path, model: str, split: str) -> list[tuple[float, float]]:
         return []
     with path.open() as f:
         return [(float(r["step"]), float(r["loss"])) for r in csv.DictReader(f, delimiter="\t")]
+
+
+def late_share(curve: list[tuple[float, float]]) -> float | None:
+    """How much of a val curve's drop (first evaluation to last) came in the second half of that
+    span: near 0 once the steep part is behind, 0.5 on a straight line; None if too short."""
+    if len(curve) < 3 or curve[0][1] <= curve[-1][1]:
+        return None
+    steps, losses = zip(*curve, strict=True)
+    mid = float(np.interp((steps[0] + steps[-1]) / 2, steps, losses))
+    return (mid - losses[-1]) / (losses[0] - losses[-1])
 
 
 def curve_panels(params: Params) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -15,7 +15,7 @@ from pipeline.report.summary import write_summary
 from pipeline.report.tables import Table
 
 
-def small_print(params: Params, m: Metrics) -> list[str]:
+def small_print(params: Params, m: Metrics, live: str | Path | None = None) -> list[str]:
     """What this run keeps small to fit its budget, from its params and metrics: the reader's
     reminder of where the numbers come from."""
     prep = m.get(sets.PREPARE) or {}
@@ -38,7 +38,7 @@ def small_print(params: Params, m: Metrics) -> list[str]:
         "encoder-axis rows, "
         "Fig. 3(a)'s path) once, from the main seed. The tokenizers (encoder, K-Means, VQ "
         "autoencoder) are trained once, with the main seed.",
-        *still_learning(params, m),
+        *still_learning(params, m, live),
         f"- Samples: {params.generate.n_samples} per set, scored with "
         f"`{params.evaluate.extractor}` features against the val split; the paper: 50k, Inception.",
         f"- K-Means: K in {params.kmeans.ks} over a `{params.encoder.name}` encoder trained here "
@@ -46,19 +46,35 @@ def small_print(params: Params, m: Metrics) -> list[str]:
     ]
 
 
-def still_learning(params: Params, m: Metrics) -> list[str]:
-    """How far the token models are from done: the val loss of the main-K model against the same
-    model trained path.steps_factor times longer (Fig. 3(a)'s second step)."""
+def still_learning(params: Params, m: Metrics, live: str | Path | None = None) -> list[str]:
+    """How far the token models are from done: where the main DiGIT and VQ val curves stand (the
+    share of their drop made in the second half of training), and the val loss of the main-K
+    model against the same model trained path.steps_factor times longer (Fig. 3(a))."""
     k = params.kmeans.main_k
+    out = []
+    if live is not None:
+        per_seed = sets.seeded_models(params.kmeans.ks)
+        shares = []
+        for label, model in ((f"DiGIT K={k}", sets.disc_model(k)), ("VQ", sets.VQ_MODEL)):
+            folder = sets.ar(sets.model_stem(model, params.seed, per_seed))
+            share = overview.late_share(overview.read_curve(Path(live), folder, "val"))
+            if share is not None:
+                shares.append(f"{label} {share:.0%}")
+        if shares:
+            out.append(
+                "- Token models past their steep part: of the val-loss drop from the first "
+                f"evaluation to the last, the second half of that span made {', '.join(shares)} "
+                "(main seed; a straight line would make 50%; loss_curves.png)."
+            )
     short = m.get(sets.ar(sets.disc_model(k)))
     long = m.get(sets.ar(sets.path_model(k, "long")))
-    if not short or not long:
-        return []
-    return [
-        f"- The token models are still learning: K={k} val loss {short['val_loss']:.3f} nats after "
-        f"{short['steps']} steps, {long['val_loss']:.3f} after {long['steps']} "
-        "(ablation_tokenizer.md shows what the longer training buys in FID)."
-    ]
+    if short and long:
+        out.append(
+            f"- ... and still learning: K={k} val loss {short['val_loss']:.3f} nats after "
+            f"{short['steps']} steps, {long['val_loss']:.3f} after {long['steps']} "
+            "(ablation_tokenizer.md shows what the longer training buys in FID)."
+        )
+    return out
 
 
 def write_reports(
@@ -113,7 +129,7 @@ def write_reports(
         "",
         "Training curves (dvclive/<model>/; `dvc plots show` draws them all interactively).",
     ]
-    index += ["", "## What the default leaves small", "", *small_print(params, m)]
+    index += ["", "## What the default leaves small", "", *small_print(params, m, live)]
     # The grids are the generate stages' outs, not this stage's deps: list those present.
     grids = sorted(p.name for p in figdir.glob("samples_*.png"))
     if grids:
