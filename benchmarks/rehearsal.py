@@ -110,8 +110,8 @@ def timed(fn) -> float:
 def run(opts) -> Section:
     import timm
 
-    n = 160 if opts.quick else 480  # images; keep a third: the K-Means sample
-    keep = n // 3
+    n = 160 if opts.quick else 480  # images; keep a third: the K-Means sample (>= 2 per centroid)
+    keep = max(n // 3, 64)
     torch.set_num_threads(torch.get_num_threads())
     tmp = Path(tempfile.mkdtemp(prefix="bench_rehearsal_"))
     try:
@@ -155,9 +155,13 @@ def run(opts) -> Section:
     gb = 1e9
     # Disk at ImageNet scale: per-image outputs scale with N; the K-Means sample with keep.
     full_keep = 8192  # the preset's extract.keep
+    # Uncompressed float16 features fill whole ~16 MB chunks: per image, divide by the rows the
+    # chunks hold (at 8192 images the last chunk's padding is negligible).
+    chunk = extract.CHUNK_BYTES // (256 * 768 * 2)
+    feat_rows = -(-keep // chunk) * chunk
     disk = {
         "data/images.zarr (folder: the file list)": b["images"] / n * N,
-        "features/feats.zarr (extract.keep 8192), per encoder": b["feats"] / keep * full_keep,
+        "features/feats.zarr (extract.keep 8192), per encoder": b["feats"] / feat_rows * full_keep,
         "tokens/disc_k*.zarr, per token set": b["tokens"] / n * N,
     }
     n_encoders = 1 + 4  # main + the preset's four Fig. 4(a) rows
@@ -178,11 +182,13 @@ def run(opts) -> Section:
     kmeans_iter_cpu = t["kmeans"] / 2  # upper bound: includes the sample's read
     km_flops = 2 * 8192 * 768 * km_points  # one assignment pass, the bulk of an iteration
     km_node = 20 * 2 * 8192 * 768 * (8192 * 256) / H100_FP32_FLOPS
+    # Passes of an encoder over every image: tokenize at 3 K (main) and at the rows' K (4 rows);
+    # extract and encoder_eval touch 8192 and 50,000 images per encoder (5 encoders).
+    passes = 3 + 4 + 5 * (8192 + 50_000) / N
     stage_hours = {
         "prepare (decode 1.28M JPEGs, once)": decode_node / 3600,
-        "extract + tokenize x3 K (4 encoder passes: decode + forward)": 4
-        * (fwd_node + decode_node)
-        / 3600,
+        f"extract, tokenize, encoder_eval ({passes:.1f} encoder passes over 1.28M images: decode "
+        "+ bf16 forward)": passes * (fwd_node + decode_node) / 3600,
         "kmeans x3 K (faiss, 20 iterations, 2.1M points)": 3 * km_node / 3600,
     }
 
@@ -201,11 +207,11 @@ def run(opts) -> Section:
     n_train = N * (1 - params.data.val_fraction)
     ar_epochs = params.ar.steps * params.ar.batch_size / n_train
     row_epochs = params.encoders_model.steps * params.ar.batch_size / n_train
-    vq_h = 2 * params.vq.epochs * n_train * vq_flops / (NODE_GPUS * H100_CONV_BF16) / 3600
+    vq_h = 2 * params.vq.epochs * n_train * vq_flops / H100_CONV_BF16 / 3600  # one GPU: no DDP
     large_factor = params.path.large_steps_factor or params.path.steps_factor
     train = {
         f"VQ autoencoder x2 (main, noise; {params.vq.epochs} epochs, "
-        f"{vq_flops / 1e9:.0f} GFLOP an image, 30% MFU assumed)": vq_h,
+        f"{vq_flops / 1e9:.0f} GFLOP an image, one GPU at an assumed 30% MFU)": vq_h,
         "token models: ar@K x3, ar_vq, ar_variant@{cond,vq_cond} (219M)": 6
         * model_hours(ar_epochs, H100_BASE_EPOCH_H),
         "renderers: renderer@K x3, @maskgit (219M, prefix + target)": 4
@@ -226,7 +232,7 @@ def run(opts) -> Section:
         ("prepare, pixels: folder", t["prepare"], "images", n),
         ("prepare, pixels: store (for comparison)", t["prepare_store"], "stored", n),
         ("ssl (frozen: records the weights)", t["ssl"], "encoder", None),
-        (f"extract (keep {keep} of {n})", t["extract"], "feats", keep),
+        (f"extract (keep {keep} of {n}; chunks of {chunk} rows)", t["extract"], "feats", feat_rows),
         ("kmeans K=8192, 2 iterations", t["kmeans"], None, None),
         ("tokenize K=8192 (re-encodes every image)", t["tokenize"], "tokens", n),
     ):
