@@ -33,9 +33,11 @@ from pipeline.stages.ssl import encoder_kwargs
 
 
 def write_images(path: Path, images: np.ndarray, chunk: int) -> None:
+    """An images store as prepare writes it: pixels, and a split (all train: extract keeps all)."""
     with io.zarr_group_writer(path) as group:
         arr = io.create_array(group, "images", images.shape, chunk, "uint8")
         arr[:] = images
+        group.create_array(name="is_val", data=np.zeros(len(images), dtype=bool))
 
 
 def tiled(images: np.ndarray, n: int) -> np.ndarray:
