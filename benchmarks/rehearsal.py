@@ -112,7 +112,6 @@ def run(opts) -> Section:
 
     n = 160 if opts.quick else 480  # images; keep a third: the K-Means sample (>= 2 per centroid)
     keep = max(n // 3, 64)
-    torch.set_num_threads(torch.get_num_threads())
     tmp = Path(tempfile.mkdtemp(prefix="bench_rehearsal_"))
     try:
         synthetic_folder(tmp / "imgs", n)
