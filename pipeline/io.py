@@ -195,11 +195,16 @@ def create_array(
     chunk_rows: int,
     dtype: str,
     compressors=COMPRESSORS,
+    dense: bool = False,
 ) -> zarr.Array:
-    """An array chunked along its first axis only: rows are written and read in blocks."""
+    """An array chunked along its first axis only: rows are written and read in blocks.
+    ``dense``: every chunk is written with data (features), so Zarr skips its check for chunks
+    that hold only the fill value: a full pass over each block (10 of 14.5 ms a 16 MB float16
+    chunk on this CPU)."""
     chunks = (max(1, min(chunk_rows, shape[0] or 1)), *shape[1:])
+    config = {"write_empty_chunks": True} if dense else None
     return group.create_array(
-        name=name, shape=shape, chunks=chunks, dtype=dtype, compressors=compressors
+        name=name, shape=shape, chunks=chunks, dtype=dtype, compressors=compressors, config=config
     )
 
 

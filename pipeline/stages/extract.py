@@ -98,32 +98,24 @@ def run(params: Params, images: str, encoder: str, out: str) -> dict:
     block = (max(bs, chunk_rows) // chunk_rows) * chunk_rows
     store = params.extract.store or out
     digest = io.Digest()
-    # The encoder never waits on disk: a reader thread (``encoded``) fetches block i + 1 and a
-    # writer thread writes block i while i + 1 is encoded; at most three blocks are in memory.
-    # Features are stored uncompressed: float16 activations shrink ~22% under Blosc-zstd, whose
-    # CPU time would compete with the forward. Leaving the `with`, the writer finishes (or
-    # fails) before the store is renamed into place or swept.
-    with io.zarr_group_writer(store) as group, ThreadPoolExecutor(1) as writer:
+    # A reader thread (``encoded``) fetches block i + 1 while block i is encoded; each block is
+    # written as soon as it is done, from this thread. A writer thread was slower on 2 cores
+    # (its Zarr calls compete with the forward: 1.17x a bare forward at 5,000 images against
+    # 1.08x, reports/benchmarks.md item 3), and a write is short: features are stored
+    # uncompressed (float16 activations shrink ~22% under Blosc-zstd, whose CPU time would
+    # compete with the forward) and as dense chunks (no all-fill-value check, io.create_array).
+    with io.zarr_group_writer(store) as group:
         feats = io.create_array(
-            group, "feats", (n, n_tokens, dim), chunk_rows, "float16", compressors=None
+            group, "feats", (n, n_tokens, dim), chunk_rows, "float16", compressors=None, dense=True
         )
         if rows is not None:
             io.create_array(group, "rows", (n,), 1 << 20, "int64")[:] = rows
-
-        def write(b: slice, x: np.ndarray) -> None:
+        bar = progress(total=n, desc="extract", unit="img")
+        for b, x in encoded(enc, src, rows, block, params, device):
             feats[b] = x
             if params.extract.store:  # the pointer's check that the store holds these features
                 digest.update("feats", b, x)
-
-        written = None
-        bar = progress(total=n, desc="extract", unit="img")
-        for b, x in encoded(enc, src, rows, block, params, device):
-            if written is not None:
-                written.result()
-            written = writer.submit(write, b, x)
             bar.update(len(x))
-        if written is not None:
-            written.result()
         bar.close()
         group.attrs.update(encoder=enc.name, grid=list(enc.grid()), dim=dim)
         if params.extract.store:  # last: a store without it never finished
