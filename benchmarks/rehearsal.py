@@ -23,8 +23,9 @@ measured H100 throughput and item 8's FLOPs, per model the preset trains.
 
 from __future__ import annotations
 
-import copy
+import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ import torch
 import yaml
 
 from benchmarks.common import ROOT, Section, table
-from benchmarks.paper_scale import IMAGENET_TRAIN, Shape, train_flops_per_token
+from benchmarks.paper_scale import H100_BF16_PEAK, IMAGENET_TRAIN, Shape, train_flops_per_token
 from digit.vq import VQVAE
 from pipeline.params import PRESETS_DIR, REPLACED_BY_PRESETS, Params, deep_merge, validate
 from pipeline.stages import extract, kmeans, prepare, ssl, tokenize
@@ -42,12 +43,26 @@ from pipeline.stages.vq import vq_config
 
 NODE_GPUS = 8
 NODE_CORES = 64  # decoding cores assumed on an 8-GPU node (a DGX H100 has 112)
-H100_EXTRACT_BF16 = 5495  # img/s, DINOv2 ViT-B/14-reg4 bf16, one H100 (item 9)
-H100_BASE_EPOCH_H = 0.30  # h an ImageNet epoch, 219M, bf16 + compile, one H100 (item 9)
-H100_LARGE_EPOCH_H = 0.98  # the 732M model (item 9)
-RENDERER_STEP_RATIO = 1.96  # renderer (prefix 256 + 256 tokens) step / token-model step (item 9)
+RENDERER_STEP_RATIO = 1.96  # renderer (prefix 256 + 256 tokens) step / token-model step, fp32 H100
 H100_FP32_FLOPS = 51e12  # faiss's fp32 GEMMs: H100 SXM fp32 67 TFLOP/s at ~75%
-H100_CONV_BF16 = 989e12 * 0.30  # the VQ autoencoder's convolutions: an assumed 30% MFU
+H100_CONV_BF16 = H100_BF16_PEAK * 0.30  # the VQ autoencoder's convolutions: an assumed 30% MFU
+
+
+def h100_rates(gpu_json: str) -> dict[str, float]:
+    """Item 9's measurements (benchmarks/gpu.py's file): the best hours per ImageNet epoch of the
+    219M ("base") and 732M ("large") models on one H100, and its bf16 DINOv2 ViT-B/14-reg4
+    extraction rate (images / s)."""
+    path = Path(gpu_json or "")
+    if not path.is_file():
+        sys.exit(f"error: {path}: no GPU results (item 9), which the projection is made from")
+    r = json.loads(path.read_text())
+    rates = {"extract": 0.0}
+    for t in r["train"]:
+        rates[t["model"]] = min(rates.get(t["model"], float("inf")), t["epoch_h"])
+    for e in r["extract"]:
+        if e["encoder"] == "dinov2_vitb14_reg4" and e["precision"].startswith("bf16"):
+            rates["extract"] = e["images_per_s"]
+    return rates
 
 
 def synthetic_folder(root: Path, n: int, classes: int = 10, seed: int = 0) -> None:
@@ -69,7 +84,7 @@ def synthetic_folder(root: Path, n: int, classes: int = 10, seed: int = 0) -> No
 def rehearsal_params(root: Path, weights: Path, keep: int, points_per_centroid: int):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     preset = yaml.safe_load((PRESETS_DIR / "imagenet.yaml").read_text())
-    raw = copy.deepcopy(deep_merge(raw, preset, REPLACED_BY_PRESETS))
+    raw = deep_merge(raw, preset, REPLACED_BY_PRESETS)
     raw["device"] = "cpu"
     raw["data"]["root"] = str(root)
     raw["encoder"]["weights"] = str(weights)
@@ -158,25 +173,27 @@ def run(opts) -> Section:
     # chunks hold (at 8192 images the last chunk's padding is negligible).
     chunk = extract.CHUNK_BYTES // (256 * 768 * 2)
     feat_rows = -(-keep // chunk) * chunk
+    file_list, features, tokens = (
+        b["images"] / n * N,
+        b["feats"] / feat_rows * full_keep,
+        b["tokens"] / n * N,
+    )
     disk = {
-        "data/images.zarr (folder: the file list)": b["images"] / n * N,
-        "features/feats.zarr (extract.keep 8192), per encoder": b["feats"] / feat_rows * full_keep,
-        "tokens/disc_k*.zarr, per token set": b["tokens"] / n * N,
+        "data/images.zarr (folder: the file list)": file_list,
+        "features/feats.zarr (extract.keep 8192), per encoder": features,
+        "tokens/disc_k*.zarr, per token set": tokens,
     }
     n_encoders = 1 + 4  # main + the preset's four Fig. 4(a) rows
     n_token_sets = 3 + 4 + 1  # K = 1024 / 4096 / 8192, the rows' K = 8192, the VQ tokens
-    intermediates = (
-        disk["data/images.zarr (folder: the file list)"]
-        + n_encoders * disk["features/feats.zarr (extract.keep 8192), per encoder"]
-        + n_token_sets * disk["tokens/disc_k*.zarr, per token set"]
-    )
+    intermediates = file_list + n_encoders * features + n_token_sets * tokens
     stored_copy = b["stored"] / n * N
 
     # Time on the node. Decoding (prepare; the JPEG reads inside extract / tokenize) is CPU work
     # over NODE_CORES; the encoder's forward is the H100's measured bf16 rate over 8 GPUs.
+    h100 = h100_rates(getattr(opts, "gpu_json", ""))
     cores = torch.get_num_threads()
     decode_s_img = t["prepare"] / n * cores  # one core's seconds per image
-    fwd_node = N / (NODE_GPUS * H100_EXTRACT_BF16)
+    fwd_node = N / (NODE_GPUS * h100["extract"])
     decode_node = N * decode_s_img / NODE_CORES
     kmeans_iter_cpu = t["kmeans"] / 2  # upper bound: includes the sample's read
     km_flops = 2 * 8192 * 768 * km_points  # one assignment pass, the bulk of an iteration
@@ -212,18 +229,18 @@ def run(opts) -> Section:
         f"VQ autoencoder x2 (main, noise; {params.vq.epochs} epochs, "
         f"{vq_flops / 1e9:.0f} GFLOP an image, one GPU at an assumed 30% MFU)": vq_h,
         "token models: ar@K x3, ar_vq, ar_variant@{cond,vq_cond} (219M)": 6
-        * model_hours(ar_epochs, H100_BASE_EPOCH_H),
+        * model_hours(ar_epochs, h100["base"]),
         "renderers: renderer@K x3, @maskgit (219M, prefix + target)": 4
-        * model_hours(ar_epochs, H100_BASE_EPOCH_H * RENDERER_STEP_RATIO),
+        * model_hours(ar_epochs, h100["base"] * RENDERER_STEP_RATIO),
         "Fig. 3(a): ar_variant@long (219M, x2 epochs)": model_hours(
-            ar_epochs * params.path.steps_factor, H100_BASE_EPOCH_H
+            ar_epochs * params.path.steps_factor, h100["base"]
         ),
         f"Fig. 3(a): ar_variant@large (732M, x{large_factor} epochs)": model_hours(
-            ar_epochs * large_factor, H100_LARGE_EPOCH_H
+            ar_epochs * large_factor, h100["large"]
         ),
         f"Fig. 4(a) rows x4: token model + renderer ({row_ratio:.2f}x the FLOPs, "
         f"{row_epochs:.0f} epochs)": 4
-        * model_hours(row_epochs, H100_BASE_EPOCH_H * row_ratio * (1 + RENDERER_STEP_RATIO)),
+        * model_hours(row_epochs, h100["base"] * row_ratio * (1 + RENDERER_STEP_RATIO)),
     }
     total_h = sum(stage_hours.values()) + sum(train.values())
 
@@ -278,11 +295,11 @@ def run(opts) -> Section:
             f"generated samples ({'met' if intermediates < 50 * gb else 'NOT met'}). Samples add "
             "~10 GB per 50k-image set (uint8 256 px, compressed).",
             table(time_rows),
-            f"Time on one node: the encoder forward at item 9's measured {H100_EXTRACT_BF16:,} "
+            f"Time on one node: the encoder forward at item 9's measured {h100['extract']:,.0f} "
             f"img/s per H100 (bf16) over {NODE_GPUS} GPUs, plus JPEG decoding at this run's "
             f"{decode_s_img * 1e3:.1f} ms an image per core over {NODE_CORES} cores (no overlap "
             "assumed); K-Means at 75% of the H100's fp32 peak; training at item 9's measured "
-            f"rates (219M: {H100_BASE_EPOCH_H} h an epoch per GPU, 732M: {H100_LARGE_EPOCH_H} h; "
+            f"rates (219M: {h100['base']:.2f} h an epoch per GPU, 732M: {h100['large']:.2f} h; "
             f"renderer step {RENDERER_STEP_RATIO}x a token model's; the rows' model by FLOPs, "
             "which flatters a small model's utilisation) with perfect 8-GPU scaling (not "
             f"measured). Total **{total_h / 24:.1f} days** (target: under 7). Generation, FID "
