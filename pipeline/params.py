@@ -333,6 +333,9 @@ class PathParams(Section):
     size: str | None = None  # "+ larger model": this GPT size (None: ar.size) ...
     n_embd: PosInt | None = 160  # ... at this width (None: the size's own) ...
     large_steps_factor: PosInt | None = 1  # ... for ar.steps x this (None: steps_factor)
+    # The VQ side's control at DiGIT's training compute (token model + renderer FLOPs): the VQ
+    # token model trained ar.steps x this, per sample seed (Table 3, claim 2).
+    vq_long_steps_factor: PosInt = 3
 
     @model_validator(mode="after")
     def _known_size(self) -> PathParams:
@@ -422,12 +425,22 @@ class GenerateParams(Section):
 
 
 class SamplingParams(Section):
-    """Fig. 6: sweeps of top-k (top-p off) and of top-p (top-k off) for the main unconditional DiGIT
-    model; temperature and renderer as in ``generate``. FID / IS per setting."""
+    """The sampling search (Fig. 6, and the setting each side of Table 3 / claim 2 is reported at):
+    one grid of settings, a top-k sweep (top-p off) and a top-p sweep (top-k off), searched at every
+    sampling step of each side -- the token model, and DiGIT's renderer too (the product of the
+    grid). Each setting is scored by FID against ``n_reference`` train images, never the val images
+    the tables report, and the best is what the "selected" sets sample with."""
 
-    n_samples: PosInt = 250
-    top_k: list[NonNegInt] = [8, 32, 128, 0]  # 0 = off (the whole vocabulary)
-    top_p: list[Annotated[float, Field(gt=0.0, le=1.0)]] = [0.6, 0.8, 0.95]
+    n_samples: PosInt = 256  # per setting (2 per evalnet feature dimension)
+    n_reference: PosInt = 1000  # train images (seeded) the search scores against
+    top_k: list[NonNegInt] = [16, 64, 0]  # 0 = off (the whole vocabulary)
+    top_p: list[Annotated[float, Field(gt=0.0, le=1.0)]] = [0.7, 0.8, 0.9]
+
+    @model_validator(mode="after")
+    def _has_untruncated(self) -> SamplingParams:
+        if 0 not in self.top_k:
+            raise ValueError("top_k: the grid must hold 0 (untruncated, the shared baseline row)")
+        return self
 
 
 class FlowParams(Section):

@@ -47,6 +47,9 @@ def seed_of(stem: str) -> tuple[str, int | None]:
 # --- token models (metrics/ar_<model>.json, models/ar_<model>.pt) and their probes ------------------
 
 VQ_MODEL = "vq"  # the AR model over VQ tokens, unconditional
+# ... trained path.steps_factor x as long: the VQ side given DiGIT's training compute (its token
+# model + renderer), the "+ longer training" row beside DiGIT's; along ``sample_seeds``.
+VQ_LONG_MODEL = "vq_long"
 VQ_COND_MODEL = "vq_cond"  # ... class-conditional
 # The AR model over the K-Means tokens (main K) of encoder-axis row <key> is named <key> itself.
 
@@ -56,7 +59,10 @@ def disc_model(k: int, conditional: bool = False) -> str:
     return f"k{k}_cond" if conditional else f"k{k}"
 
 
-PATH_STEPS = ("long", "large")  # Fig. 3(a) after the tokenizer swap: + longer training, + larger
+PATH_STEPS = ("long", "large")
+PATH_LONG_LABEL = (
+    "+ longer training"  # Fig. 3(a) after the tokenizer swap: + longer training, + larger
+)
 
 
 def path_model(k: int, step: str) -> str:
@@ -81,8 +87,10 @@ SAMPLE_SIDE = ("renderer_", "generate_", "gen_")  # stems of renderers and sampl
 
 def seed_axis(name: str) -> str:
     """The params key whose seeds a seeded metrics ``name`` (stem without ``_s<seed>``) is written
-    for: renderers and sample sets along ``sample_seeds``, token models and probes along ``seeds``."""
-    return "sample_seeds" if name.startswith(SAMPLE_SIDE) else "seeds"
+    for: renderers, sample sets and the VQ control trained for them (``VQ_LONG_MODEL``) along
+    ``sample_seeds``, token models and probes along ``seeds``."""
+    sample_side = name.startswith(SAMPLE_SIDE) or name == ar(VQ_LONG_MODEL)
+    return "sample_seeds" if sample_side else "seeds"
 
 
 PREPARE = "prepare"
@@ -93,7 +101,32 @@ VQ = "vq"  # the VQ autoencoder
 VQ_NOISE = "vq_noise"  # ... trained with the encoder's noise augmentation (Table 1 control)
 EVALNET = "evalnet"
 STABILITY = "stability"
-SAMPLING = "sampling"
+
+
+# --- the sampling search: each side of the generation comparison, searched alike -----------------
+
+SIDES = ("digit", "vq", "vq_long")  # DiGIT at the main K; the VQ baseline; ... at DiGIT's compute
+HOWS = ("untruncated", "selected")  # every sampling step untruncated | at the side's searched best
+
+
+def side_models(side: str, main_k: int) -> tuple[str, str | None]:
+    """(token model, renderer or None) of a side of the comparison (``SIDES``)."""
+    if side == "digit":
+        return disc_model(main_k), renderer_name("disc", main_k, "ar")
+    return {"vq": VQ_MODEL, "vq_long": VQ_LONG_MODEL}[side], None
+
+
+def sampling(side: str) -> str:
+    """The sampling search of a side (metrics/sampling_<side>.json): every setting's FID against
+    train images, and the selected one."""
+    return f"sampling_{side}"
+
+
+def side_set(side: str, how: str, main_k: int) -> str:
+    """The sample set of a side sampled ``how`` (``HOWS``)."""
+    return f"digit_k{main_k}_{how}" if side == "digit" else f"{side}_{how}"
+
+
 TOY = "toy"
 
 
@@ -148,7 +181,12 @@ def probe_models(ks: list[int], encoders: list[str]) -> list[str]:
 
 def seeded_models(ks: list[int]) -> set[str]:
     """The token models and renderers trained once per seed (module doc)."""
-    return {*(disc_model(k) for k in ks), VQ_MODEL, *(renderer_name("disc", k, "ar") for k in ks)}
+    return {
+        *(disc_model(k) for k in ks),
+        VQ_MODEL,
+        VQ_LONG_MODEL,
+        *(renderer_name("disc", k, "ar") for k in ks),
+    }
 
 
 def model_stem(model: str, seed: int, per_seed: set[str]) -> str:
@@ -190,6 +228,10 @@ class SampleSet:
     conditional: bool
     table: GenTable | None  # the generation table that shows it (None: only the ablations)
     seeded: bool = False  # one set per seed (module doc); else sampled from the main seed's models
+    # How every sampling step samples: as params' generate section says, untruncated, or at the
+    # setting the sampling search selected for ``side`` (``SIDES``).
+    how: Literal["params", "untruncated", "selected"] = "params"
+    side: str | None = None
 
     @property
     def metrics(self) -> str:
@@ -210,8 +252,10 @@ class SampleSet:
         )
 
 
-def vq_set(conditional: bool = False) -> str:
-    return "vq_cond" if conditional else "vq"
+def vq_set(conditional: bool = False, how: str = "untruncated") -> str:
+    """The VQ baseline's set: class-conditional (sampled as params say), or unconditional
+    sampled ``how`` (``HOWS``)."""
+    return "vq_cond" if conditional else side_set("vq", how, 0)
 
 
 VQ_RECON_SET = "vq_recon"
@@ -222,8 +266,8 @@ def digit_set(k: int, kind: Literal["ar", "maskgit"] = "ar", conditional: bool =
 
 
 def untruncated_set(k: int) -> str:
-    """DiGIT sampled like the VQ baseline: the renderer without top-p (generate --variant)."""
-    return f"digit_k{k}_ar_untruncated"
+    """DiGIT with every sampling step untruncated (generate --variant untruncated)."""
+    return side_set("digit", "untruncated", k)
 
 
 def gt_set(k: int, kind: Literal["ar", "maskgit"]) -> str:
@@ -297,16 +341,36 @@ def sample_sets(ks: list[int], main_k: int, encoders: list[str]) -> dict[str, Sa
             table=table,
         )
 
+    def side(side: str, how: Literal["untruncated", "selected"], label: str) -> SampleSet:
+        """A side of the fair comparison (``SIDES``), every sampling step sampled ``how``."""
+        token_model, renderer = side_models(side, m)
+        return SampleSet(
+            name=side_set(side, how, m),
+            label=f"{label}, {'untruncated' if how == 'untruncated' else 'searched sampling'}",
+            source="sample",
+            tokens="disc" if side == "digit" else "vq",
+            k=m if side == "digit" else None,
+            token_model=token_model,
+            renderer=renderer,
+            conditional=False,
+            table=t3,
+            seeded=True,
+            how=how,
+            side=side,
+        )
+
+    side_labels = {
+        "vq": "AR over VQ tokens",
+        "vq_long": f"AR over VQ tokens, {PATH_LONG_LABEL} (DiGIT's training compute)",
+        "digit": f"DiGIT (+VQ AR renderer), K={m}",
+    }
     sets = [
-        vq(False, "AR over VQ tokens"),
-        *(digit(k, "ar", False, f"DiGIT (+VQ AR renderer), K={k}") for k in ks),
-        digit(m, "maskgit", False, f"DiGIT (+MaskGIT renderer), K={m}"),
-        main_k_once(
-            untruncated_set(m),
-            f"DiGIT (+VQ AR renderer untruncated, top-p 1: the VQ row's sampling), K={m}",
-            disc_model(m),
-            t3,
+        *(side(x, how, side_labels[x]) for x in ("vq", "vq_long", "digit") for how in HOWS),
+        *(
+            digit(k, "ar", False, f"DiGIT (+VQ AR renderer), K={k}, the paper's sampling")
+            for k in ks
         ),
+        digit(m, "maskgit", False, f"DiGIT (+MaskGIT renderer), K={m}"),
         gt("ar", "AR"),
         gt("maskgit", "MaskGIT"),
         SampleSet(

@@ -405,6 +405,27 @@ class StageRun:
     checkpoints: Checkpoints
     params: dict[str, Any]  # the resolved params.yaml, stored in the model file
     is_main: bool  # False on the DDP ranks that write nothing
+    flops: int = 0  # training compute: forward + backward FLOPs of every step (training_flops)
+
+
+def training_flops(
+    model: GPT, objective: Objective, train_data: dict[str, Tensor], cfg: TrainConfig
+) -> int:
+    """Forward + backward FLOPs of a whole run, counted by torch's FlopCounterMode on one batch of
+    the run's shape (its first ``batch_size`` train rows) times the steps. Matrix products and
+    attention, as scaling studies count compute; embedding lookups and element-wise work are left
+    out. A deterministic count (no clock), so reports can set two models' compute side by side.
+    Leaves no gradients behind and draws from no stream of the run."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rows = slice(0, min(cfg.batch_size, len(train_data["tokens"])))
+    batch = {k: v[rows] for k, v in train_data.items()}
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = objective.loss(model, batch, torch.Generator().manual_seed(0))
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops()) * cfg.steps
 
 
 def train_stage(
@@ -453,7 +474,8 @@ def train_stage(
         rank=rank,
     )
     seconds = time.perf_counter() - t0
-    return StageRun(name, cfg, history, seconds, ck, resolved, rank is None or rank.is_main)
+    flops = training_flops(model, objective, train_data, cfg)
+    return StageRun(name, cfg, history, seconds, ck, resolved, rank is None or rank.is_main, flops)
 
 
 def finish_stage(

@@ -82,8 +82,13 @@ def test_smoke_generative_outputs(smoke):
         uniform = math.log(s2["vq_vocab"])  # nats of a uniform guess: measured 1.0-1.7 below
         assert s2["val_loss"] < uniform and s2["val_loss_shuffled_prefix"] < uniform, r
         assert s2["val_bits_per_token"] == pytest.approx(s2["val_loss"] / math.log(2), abs=1e-3)
-    sets = [f"{x}_s{s}" for x in [*(f"digit_k{k}_ar" for k in ks), "vq"] for s in sample_seeds]
-    sets += [f"digit_k{main}_{v}" for v in ("maskgit", "cond_ar", "cond_maskgit", "ar_untruncated")]
+    fair = [
+        f"{x}_{how}"
+        for x in ("vq", "vq_long", f"digit_k{main}")
+        for how in ("untruncated", "selected")
+    ]
+    sets = [f"{x}_s{s}" for x in [*(f"digit_k{k}_ar" for k in ks), *fair] for s in sample_seeds]
+    sets += [f"digit_k{main}_{v}" for v in ("maskgit", "cond_ar", "cond_maskgit")]
     sets += [f"digit_k{main}_{v}_ar" for v in ("long", "large")]
     sets += ["vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]
     for name in sets:
@@ -132,9 +137,23 @@ def test_smoke_stability_and_sampling(smoke):
     for name, t in st["tokenizers"].items():
         assert t["token_change"][low] > t["token_change"][high], name  # measured by 0.09-0.14
         assert t["cos_quantized"][low] < t["cos_quantized"][high], name
-    rows = metrics(smoke, "sampling")["rows"]
-    settings = {(r["top_k"], r["top_p"]) for r in rows}
-    assert len({r["fid"] for r in rows}) == len(settings) == len(rows)
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    main, seed = params["kmeans"]["main_k"], params["seed"]
+    for side, steps in (("digit", 2), ("vq", 1), ("vq_long", 1)):
+        search = metrics(smoke, f"sampling_{side}")
+        rows = search["rows"]
+        assert len(rows) == len(search["grid"]) ** steps, side  # every step over the same grid
+        assert len({r["fid"] for r in rows}) == len(rows), side  # each setting samples otherwise
+        assert search["selected"]["fid"] == min(r["fid"] for r in rows), side
+        for how in ("untruncated", "selected"):  # the sets sample as they say
+            name = f"digit_k{main}" if side == "digit" else side
+            made = metrics(smoke, f"generate_{name}_{how}_s{seed}")
+            want = (
+                {"top_k": 0, "top_p": 1.0}
+                if how == "untruncated"
+                else search["selected"]["token_model"]
+            )
+            assert {k: made["token_model"][k] for k in want} == want, (side, how)
 
 
 def figure_shows(png: Path, images: np.ndarray, grid: int) -> None:

@@ -65,18 +65,28 @@ def test_stability_figure_panels(drawn):
 
 
 def test_sampling_figure_panels(drawn):
-    rows = [
-        {"sweep": "top_k", "top_k": 8, "top_p": 1.0, "fid": 4.0, "isc_mean": 2.0},
-        {"sweep": "top_k", "top_k": 0, "top_p": 1.0, "fid": 5.0, "isc_mean": 2.5},
-        {"sweep": "top_p", "top_k": 0, "top_p": 0.8, "fid": 3.0, "isc_mean": 1.5},
+    """Left: each side's FID along the token model's grid, its renderer at the selected setting;
+    right: DiGIT's renderer along the grid at the selected token-model setting; rings on the
+    selected points."""
+    k8, off, p8 = {"top_k": 8, "top_p": 1.0}, {"top_k": 0, "top_p": 1.0}, {"top_k": 0, "top_p": 0.8}
+    digit = [
+        {"token_model": t, "renderer": r, "fid": f}
+        for t, r, f in ((off, off, 6.0), (off, p8, 4.0), (k8, off, 7.0), (k8, p8, 5.0))
     ]
-    figures.plot_sampling({"rows": rows, "extractor": "evalnet"}, "unused.png")
+    vq = [{"token_model": t, "renderer": None, "fid": f} for t, f in ((k8, 9.0), (off, 8.0))]
+    searches = [
+        ("DiGIT", {"rows": digit, "extractor": "evalnet", "selected": digit[1]}),
+        ("VQ", {"rows": vq, "extractor": "evalnet", "selected": vq[1]}),
+    ]
+    figures.plot_sampling(searches, "unused.png")
     (fig,) = drawn
-    top_k, top_p, is_k, is_p = fig.axes  # two panels, each with an IS twin axis
-    assert list(top_k.lines[0].get_ydata()) == [4.0, 5.0]
-    assert list(top_k.lines[0].get_xdata()) == ["8", "0"]
-    assert list(is_k.lines[0].get_ydata()) == [2.0, 2.5]
-    assert list(top_p.lines[0].get_ydata()) == [3.0] and list(is_p.lines[0].get_ydata()) == [1.5]
+    left, right = fig.axes
+    d_line, d_ring, v_line, v_ring = left.lines
+    assert list(d_line.get_xdata()) == ["off", "k8"] and list(d_line.get_ydata()) == [4.0, 5.0]
+    assert list(d_ring.get_ydata()) == [4.0]
+    assert list(v_line.get_xdata()) == ["k8", "off"] and list(v_ring.get_ydata()) == [8.0]
+    (r_line, r_ring) = right.lines  # VQ has no renderer
+    assert list(r_line.get_xdata()) == ["off", "p0.8"] and list(r_line.get_ydata()) == [6.0, 4.0]
 
 
 def test_probe_figure_panels(drawn):

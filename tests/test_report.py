@@ -31,6 +31,30 @@ def probe(top1: float, best: int) -> dict:
 
 
 SAMPLER = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+OFF = {"top_k": 0, "top_p": 1.0}
+
+
+def search(side: str, rows: list[dict] | None = None) -> dict:
+    """A side's sampling search (metrics/sampling_<side>.json) over ``rows`` (token-model
+    setting, renderer setting, FID), the lowest FID selected."""
+    renderer = OFF if side == "digit" else None
+    rows = rows or [{"token_model": OFF, "renderer": renderer, "fid": 5.0, "isc_mean": 2.0}]
+    best = min(rows, key=lambda r: r["fid"])
+    return {
+        "side": side,
+        "model": "a",
+        "renderer": "b" if renderer else None,
+        "n_samples": 10,
+        "temperature": 1.0,
+        "reference": "128 train images",
+        "extractor": "evalnet",
+        "rows": rows,
+        "selected": {
+            "token_model": best["token_model"],
+            "renderer": best["renderer"],
+            "fid": best["fid"],
+        },
+    }
 
 
 def dag_metrics(d: Path, params: P.Params) -> None:
@@ -63,20 +87,8 @@ def dag_metrics(d: Path, params: P.Params) -> None:
     scores = {"pixels": 0.8, "random": 0.7, "trained": 0.9}
     for enc in (sets.ENCODER, *map(sets.encoder_of, encoders)):
         write(d, enc, {"knn_top1": scores, "protocol": "p", "probe_top1": scores})
-    row = {"sweep": "top_k", "top_k": 0, "top_p": 1.0, "fid": 5.0, "isc_mean": 2.0}
-    write(
-        d,
-        sets.SAMPLING,
-        {
-            "model": "a",
-            "renderer": "b",
-            "n_samples": 10,
-            "temperature": 1.0,
-            "reference": "val",
-            "extractor": "evalnet",
-            "rows": [row | {"distinct_tokens": 9}],
-        },
-    )
+    for side in sets.SIDES:
+        write(d, sets.sampling(side), search(side))
 
 
 JITTER = (0.0, 0.02, -0.01, 0.01)  # seed-to-seed spread, the same on both sides of a comparison
@@ -115,7 +127,12 @@ def fake_metrics(
         },
     )
     gen = {"extractor": "evalnet", "n_gen": 500}
-    per_seed(d, "gen_vq", params, gen | {"isc_mean": 5.0}, "fid", 10.0)
+    for how in sets.HOWS:  # the fair comparison: every side both ways
+        for side in ("vq", "vq_long"):
+            vq = sets.gen(sets.side_set(side, how, k))
+            per_seed(d, vq, params, gen | {"isc_mean": 5.0}, "fid", 10.0)
+        disc = sets.gen(sets.side_set("digit", how, k))
+        per_seed(d, disc, params, gen | {"isc_mean": 6.0}, "fid", disc_fid)
     per_seed(d, f"gen_digit_k{k}_ar", params, gen | {"isc_mean": 6.0}, "fid", disc_fid)
     per_seed(d, f"probe_k{k}", params, probe(disc_probe, 2), "best_top1", disc_probe)
     per_seed(d, "probe_vq", params, probe(0.5, 4), "best_top1", 0.5)
@@ -125,8 +142,8 @@ def fake_metrics(
         {
             "protocol": "p",
             "noise_stds": [0, 1],
-            "pca_accuracy": [0.6, 0.55],
-            "lda_accuracy": [0.9, 0.7],
+            "pca_accuracy": [0.6, 0.5],
+            "lda_accuracy": [0.9, 0.85],
             "cos_angle": 0.1,
         },
     )
@@ -169,26 +186,10 @@ def test_report_writes_every_declared_output(tmp_path):
     params = fake_metrics(m, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
     k = params.kmeans.main_k
     rows = [
-        {"sweep": sw, "top_k": tk, "top_p": tp, "fid": f, "isc_mean": 2.0, "distinct_tokens": 9}
-        for sw, tk, tp, f in (
-            ("top_k", 8, 1.0, 4.0),
-            ("top_k", 0, 1.0, 5.0),
-            ("top_p", 0, 0.8, 3.0),
-        )
+        {"token_model": {"top_k": tk, "top_p": tp}, "renderer": None, "fid": f, "isc_mean": 2.0}
+        for tk, tp, f in ((8, 1.0, 4.0), (0, 1.0, 5.0), (0, 0.8, 3.0))
     ]
-    write(
-        m,
-        "sampling",
-        {
-            "model": "a",
-            "renderer": "b",
-            "n_samples": 10,
-            "temperature": 1.0,
-            "reference": "val",
-            "extractor": "evalnet",
-            "rows": rows,
-        },
-    )
+    write(m, sets.sampling("vq"), search("vq", rows))
     write(m, f"gen_mae_k{k}_ar", {"fid": 30.0, "isc_mean": 1.5})
     write(m, "probe_mae", probe(0.2, 1))
     write(m, "encoder_mae", {"knn_top1": {"trained": 0.7}})
@@ -199,7 +200,7 @@ def test_report_writes_every_declared_output(tmp_path):
     missing = [o for o in outs if not (tmp_path / o).exists()]
     assert not missing, missing
     sweep = (tmp_path / "reports/sampling_sweeps.md").read_text()
-    assert "| top_p" in sweep and "5.000" in sweep
+    assert "top-k 0, top-p 0.8" in sweep and "5.000" in sweep and "**selected**" in sweep
     enc = (tmp_path / "reports/ablation_encoder.csv").read_text()
     assert "reconstructive" in enc and "30.0" in enc and "0.7" in enc
 
@@ -214,8 +215,12 @@ def test_differences_within_noise_are_not_claimed(tmp_path):
     straddling = ((9.0, 5.5, 0.55), (11.0, 4.5, 0.45), (10.2, 5.1, 0.51), (9.8, 4.9, 0.49))
     for seed, (f, i, p) in zip(params.seeds, straddling, strict=True):
         if seed in params.sample_seeds:
-            write(m, f"gen_digit_k{k}_ar_s{seed}", gen | {"fid": f, "isc_mean": i})
-            write(m, f"gen_vq_s{seed}", gen | {"fid": 10.0, "isc_mean": 5.0})
+            for how in sets.HOWS:
+                disc = sets.gen(sets.side_set("digit", how, k))
+                write(m, sets.seeded(disc, seed), gen | {"fid": f, "isc_mean": i})
+                for side in ("vq", "vq_long"):
+                    vq = sets.gen(sets.side_set(side, how, k))
+                    write(m, sets.seeded(vq, seed), gen | {"fid": 10.0, "isc_mean": 5.0})
         write(m, f"probe_k{k}_s{seed}", probe(p, 2))
         write(m, f"probe_vq_s{seed}", probe(0.5, 2))
     v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
@@ -287,7 +292,7 @@ def _missing_cases() -> list[str]:
         sets.tokens(ks[-1]),
         sets.encoder_of("mae"),
         sets.STABILITY,
-        sets.SAMPLING,
+        sets.sampling("vq_long"),
     ]
 
 

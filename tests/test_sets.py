@@ -99,7 +99,7 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
         sets.VQ_NOISE,
         sets.EVALNET,
         sets.STABILITY,
-        sets.SAMPLING,
+        *(sets.sampling(side) for side in sets.SIDES),
         sets.TOY,
         *(sets.kmeans(k) for k in KS),
         *(sets.tokens(k) for k in KS),
@@ -116,11 +116,15 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
 def test_sets_follow_the_k_list():
     got = sample_sets([8, 16], 16, ["mae"])
     assert list(got) == [
-        "vq",
+        "vq_untruncated",
+        "vq_selected",
+        "vq_long_untruncated",
+        "vq_long_selected",
+        "digit_k16_untruncated",
+        "digit_k16_selected",
         "digit_k8_ar",
         "digit_k16_ar",
         "digit_k16_maskgit",
-        "digit_k16_ar_untruncated",
         "gt_k16_ar",
         "gt_k16_maskgit",
         "vq_recon",
@@ -142,8 +146,12 @@ def test_sets_follow_the_k_list():
 
 def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
     got = dag_sets([8, 16], 16, ["mae"], [3, 5], 5)
-    assert {"vq_s3", "vq_s5", "digit_k8_ar_s3", "digit_k16_ar_s5"} <= set(got)
-    assert "vq" not in got and "digit_k16_ar" not in got
+    assert {"vq_untruncated_s3", "vq_selected_s5", "digit_k8_ar_s3", "digit_k16_ar_s5"} <= set(got)
+    assert "vq_untruncated" not in got and "digit_k16_ar" not in got
+    # the fair comparison's sets: every side sampled both ways on every sample seed
+    assert got["digit_k16_selected_s3"].how == "selected"
+    assert got["digit_k16_selected_s3"].renderer == "k16_ar_s3"
+    assert got["vq_long_untruncated_s5"].token_model == "vq_long_s5"
     assert got["digit_k8_ar_s3"].token_model == "k8_s3"
     assert got["digit_k8_ar_s3"].renderer == "k8_ar_s3"
     assert got["digit_k16_maskgit"].token_model == "k16_s5"  # the main seed's token model

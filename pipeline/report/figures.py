@@ -62,20 +62,41 @@ def plot_stability(st: dict, paper: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_sampling(s: dict, path: Path) -> None:
-    """Fig. 6: FID and IS along the top-k and top-p sweeps."""
+def setting_label(setting: dict) -> str:
+    """A searched setting as a short axis label: "k16", "p0.9", or "off" (untruncated)."""
+    if setting["top_k"]:
+        return f"k{setting['top_k']}"
+    return f"p{setting['top_p']:g}" if setting["top_p"] < 1 else "off"
+
+
+def plot_sampling(searches: list[tuple[str, dict]], path: Path) -> None:
+    """Fig. 6 for every side searched: FID (against train images) along the grid of the token
+    model's setting, the renderer held at the side's selected setting (left); DiGIT's renderer
+    along the grid, its token model at the selected setting (right). A ring marks each side's
+    selected setting."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, sweep, label in ((axes[0], "top_k", "top-k (0 = off)"), (axes[1], "top_p", "top-p")):
-        rows = [r for r in s["rows"] if r["sweep"] == sweep]
-        xs = [str(r[sweep]) for r in rows]
-        ax.plot(xs, [r["fid"] for r in rows], "o-", color="C0", label="FID (lower is better)")
-        ax.set_xlabel(label)
-        ax.set_ylabel("FID", color="C0")
-        twin = ax.twinx()
-        twin.plot(xs, [r["isc_mean"] for r in rows], "s--", color="C1", label="IS")
-        twin.set_ylabel("IS (higher is better)", color="C1")
-        ax.set_title(f"{sweep.replace('_', '-')} sweep ({s['extractor']})")
+    for i, (label, s) in enumerate(searches):
+        sel = s["selected"]
+        color = f"C{i}"
+        for ax, step, other in (
+            (axes[0], "token_model", "renderer"),
+            (axes[1], "renderer", "token_model"),
+        ):
+            rows = [r for r in s["rows"] if r[other] == sel[other] and r[step] is not None]
+            if not rows:
+                continue
+            xs = [setting_label(r[step]) for r in rows]
+            ax.plot(xs, [r["fid"] for r in rows], "o-", color=color, label=label)
+            best = next(j for j, r in enumerate(rows) if r[step] == sel[step])
+            ax.plot([xs[best]], [rows[best]["fid"]], "o", ms=13, mfc="none", color=color)
+    extractor = searches[0][1]["extractor"] if searches else "?"
+    axes[0].set_title(f"token model's sampling (FID vs train images, {extractor})", fontsize=10)
+    axes[1].set_title("DiGIT's renderer (token model at its selected setting)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("k = top-k (top-p off), p = top-p (top-k off), off = untruncated")
+        ax.set_ylabel("FID (lower is better)")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 

@@ -32,6 +32,10 @@ def summary(params: Params, m: Metrics, verdicts: list[Verdict]) -> dict[str, di
     gen_sets = {
         f"digit_k{k}": sets.digit_set(k),
         "vq": sets.vq_set(),
+        # The fair comparison (claim 2): every side untruncated, and at its searched setting.
+        **{
+            f"{side}_{how}": sets.side_set(side, how, k) for side in sets.SIDES for how in sets.HOWS
+        },
         "gt": sets.gt_set(k, "ar"),
         "recon": sets.VQ_RECON_SET,
     }

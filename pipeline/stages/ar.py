@@ -11,7 +11,8 @@ model of the train tokens, which tell how much of the gain comes from context.
 ``--variant`` gives the steps of Fig. 3(a)'s path after the tokenizer swap: ``long`` trains
 ``path.steps_factor`` times the steps, ``large`` trains the wider model of ``path`` for
 ``path.large_steps_factor`` times them (by default as long as ``long``); ``row`` is the model of
-the encoder rows (``encoders_model``, Fig. 4(a)).
+the encoder rows (``encoders_model``, Fig. 4(a)); ``vq_long`` trains ``path.vq_long_steps_factor``
+times the steps, the VQ side's control at DiGIT's training compute (Table 3, claim 2).
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ def variants(params: Params) -> dict[str, dict]:
     }
     if path.size:  # another size: its own depth and heads unless params say otherwise
         larger |= {"n_layer": None, "n_head": None, "ffn": None}
-    return {"long": long, "large": larger, "row": params.encoders_model.overrides()}
+    vq_long = {"steps": params.ar.steps * path.vq_long_steps_factor}
+    return {
+        "long": long,
+        "large": larger,
+        "row": params.encoders_model.overrides(),
+        "vq_long": vq_long,
+    }
 
 
 def unigram_bits(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab: int) -> float:
@@ -121,6 +128,7 @@ def run(
         "seq_len": int(x.shape[1]),
         "conditioning": conditioning,
         "n_params": count_params(model),
+        "train_flops": done.flops,  # forward + backward, every step (pipeline.train)
         "steps": cfg.steps,
         "epochs": round(cfg.steps * cfg.batch_size / len(data.train), 2),  # train images seen / N
         "val_loss": round(val, 4),  # nats / token, every val row

@@ -20,9 +20,11 @@ same settings starts from the same token sequences whichever renderer follows. T
 ``info`` attribute is the metrics JSON less its wall-clock figures (``TIMING``): a re-run writes the
 same bytes.
 
-``--variant untruncated`` samples the renderer without top-p truncation (``generate.renderer_ar``
-with top-p 1): the VQ baseline's VQ tokens come untruncated from its token model, so this is the
-DiGIT row sampled like it, beside the paper's top-p 0.8.
+How the sampling steps sample (the fair comparison of Table 3 and claim 2 gives each side the same
+chances): as params' ``generate`` section says (the paper's: the renderer at top-p 0.8), or, by
+``--variant``, ``untruncated`` (every step, token model and renderer, at top-k 0 / top-p 1, the
+temperature kept) or ``selected`` (each step at the setting the side's sampling search chose on
+train images, ``--sampling`` = its metrics/sampling_<side>.json; pipeline/stages/sampling.py).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from pipeline import evaluate, io
 from pipeline.checkpoints import check_rows, load_model, load_tokens
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, apply_variant, cli, record_timing, resolve_device, stage
+from pipeline.stage import StageError, cli, record_timing, resolve_device, stage
 
 log = logging.getLogger("digit.generate")
 
@@ -232,6 +234,30 @@ def check_vocab(what: str, got: int, expected: int, by: str) -> None:
         raise StageError(f"{what} has a vocabulary of {got} but {by} expects {expected}")
 
 
+UNTRUNCATED = {"top_k": 0, "top_p": 1.0}
+
+
+def sampled_as(params: Params, how: str | None, search: str | None) -> Params:
+    """``params`` with the ``generate`` settings of ``--variant`` ``how`` (module doc): None or
+    "main" as they are, "untruncated", or "selected" from the sampling search file ``search``."""
+    g = params.generate
+    if how == "untruncated":
+        steps = {"token_model": UNTRUNCATED, "renderer_ar": UNTRUNCATED}
+    elif how == "selected":
+        if search is None:
+            raise StageError("--variant selected needs --sampling (the side's sampling search)")
+        chosen = io.read_json(search)["selected"]
+        steps = {"token_model": chosen["token_model"]}
+        if chosen.get("renderer"):
+            steps["renderer_ar"] = chosen["renderer"]
+    elif how in (None, "main"):
+        return params
+    else:
+        raise StageError(f"--variant: expected main, untruncated or selected; got {how!r}")
+    update = {step: getattr(g, step).model_copy(update=kp) for step, kp in steps.items()}
+    return params.model_copy(update={"generate": g.model_copy(update=update)})
+
+
 def val_subset(params: Params, is_val: np.ndarray) -> np.ndarray:
     """At most n_samples val indices, in a seeded random order (images may be stored by class)."""
     val = np.flatnonzero(is_val)
@@ -365,12 +391,10 @@ def main() -> None:
         "evalnet",
         "scores",
         extra={"source": str, "name": str},
-        optional=("token_model", "renderer", "tokens", "compare", "variant"),
+        optional=("token_model", "renderer", "tokens", "compare", "variant", "sampling"),
     )
     with stage(f"generate_{args.name}", args.params) as params:
-        untruncated = params.generate.renderer_ar.model_copy(update={"top_p": 1.0})
-        variants = {"untruncated": {"renderer_ar": untruncated}}
-        params = apply_variant(params, "generate", variants, args.variant)
+        params = sampled_as(params, args.variant, args.sampling)
         run(
             params,
             args.source,

@@ -136,6 +136,7 @@ def run(
         "prefix_vocab": disc.vocab,
         "vq_vocab": vq.vocab,
         "n_params": count_params(model),
+        "train_flops": done.flops,  # forward + backward, every step (pipeline.train)
         "steps": done.cfg.steps,
         "epochs": round(done.cfg.steps * done.cfg.batch_size / len(data.train), 2),
         # ar: nats per VQ token given the prefix; maskgit: per masked token at random mask ratios
