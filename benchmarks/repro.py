@@ -48,7 +48,7 @@ GROUPS = [
     ("encoder training (ssl)", re.compile(r"^ssl")),
     ("VQ autoencoder training", re.compile(r"^vq")),
     ("generation and its FID / IS (generate, upper bounds)", re.compile(r"^generate_")),
-    ("sampling sweep (Fig. 6)", re.compile(r"^sampling")),
+    ("sampling search (Fig. 6, the selected rows)", re.compile(r"^sampling")),
     ("probes and token / encoder evaluation", re.compile(r"^(probe|token_eval|encoder_eval)")),
     ("the rest", re.compile(r"")),
 ]

@@ -37,8 +37,9 @@ def test_smoke_runs_every_stage(smoke):
     assert ran_stages(out) == stages
     params = yaml.safe_load((smoke / "params.yaml").read_text())
     for k in params["kmeans"]["ks"]:
-        assert (smoke / f"centroids/k{k}.npy").exists()
-        assert (smoke / f"tokens/disc_k{k}.zarr").is_dir()
+        for seed in params["seeds"]:  # the tokenizer is replicated along the seed axis
+            assert (smoke / f"centroids/k{k}_s{seed}.npy").exists()
+            assert (smoke / f"tokens/disc_k{k}_s{seed}.zarr").is_dir()
         tokens = metrics(smoke, f"tokens_k{k}")
         for enc in ("trained", "random"):
             t = tokens[enc]
@@ -56,13 +57,13 @@ def test_smoke_generative_outputs(smoke):
     n = params["generate"]["n_samples"]
     data = zarr.open_group(str(smoke / "data/images.zarr"), mode="r")
     val = data["images"][:][data["is_val"][:]].astype(np.float64) / 255
-    vq = metrics(smoke, "vq")
+    vq = metrics(smoke, "vq_s0")
     assert vq["grid"] == 7
     # the VQ reconstructs better than an all-black image (measured MSE 0.069 vs 0.111)
     assert vq["val"]["mse"] < (val**2).mean()
     assert vq["val"]["psnr"] == pytest.approx(-10 * math.log10(vq["val"]["mse"]), abs=1e-3)
-    vq_tokens = zarr.open_group(str(smoke / "tokens/vq.zarr"), mode="r")["tokens"]
-    disc = zarr.open_group(str(smoke / f"tokens/disc_k{main}.zarr"), mode="r")["tokens"]
+    vq_tokens = zarr.open_group(str(smoke / "tokens/vq_s0.zarr"), mode="r")["tokens"]
+    disc = zarr.open_group(str(smoke / f"tokens/disc_k{main}_s0.zarr"), mode="r")["tokens"]
     assert vq_tokens.shape == disc.shape  # the same token grid for both AR models
     seeds, sample_seeds, seed = params["seeds"], params["sample_seeds"], params["seed"]
     per_seed = [f"{m}_s{s}" for m in [*(f"k{k}" for k in ks), "vq"] for s in seeds]
@@ -189,7 +190,7 @@ def test_second_repro_is_a_noop(smoke):
     assert "up to date" in dvc(smoke, "status")
 
 
-@pytest.mark.parametrize("stage", ["ar@8-0", "renderer@8-0", "vq@main"])
+@pytest.mark.parametrize("stage", ["ar@8-0", "renderer@8-0", "vq@0"])
 def test_retraining_with_the_same_inputs_writes_the_same_bytes(smoke, tmp_path, stage):
     """A training stage re-run on unchanged inputs (same seed, machine and thread count) writes
     byte-identical model files, so DVC stops there: nothing downstream becomes stale. Wall-clock
@@ -200,7 +201,7 @@ def test_retraining_with_the_same_inputs_writes_the_same_bytes(smoke, tmp_path, 
     outs = {
         "ar@8-0": ["models/ar_k8_s0.pt"],
         "renderer@8-0": ["models/renderer_k8_ar_s0.pt"],
-        "vq@main": ["models/vq.pt", "tokens/vq.zarr"],
+        "vq@0": ["models/vq_s0.pt", "tokens/vq_s0.zarr"],
     }[stage]
 
     def digest(rel: str) -> dict[str, bytes]:

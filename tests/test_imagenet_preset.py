@@ -49,9 +49,13 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
     planned = re.findall(r"Running stage '([^']+)'", plan)
     stages = dvc(work, "stage", "list", "--name-only").split()
     assert sorted(planned) == sorted(stages) and len(stages) > 40
-    assert {"kmeans@1024", "kmeans@4096", "kmeans@8192", "ar@8192-0", "generate@8192-0"} <= set(
-        planned
-    )
+    assert {
+        "kmeans@1024-0",
+        "kmeans@4096-0",
+        "kmeans@8192-0",
+        "ar@8192-0",
+        "generate@8192-0",
+    } <= set(planned)
     assert "--k 8192" in plan and "samples/digit_k8192_ar_s0.zarr" in plan
     # Fig. 4(a): every row of the preset's encoder axis gets its whole branch at K=8192.
     rows = ["mae", "mocov3", "ibot", "dino"]

@@ -141,13 +141,13 @@ def test_kill_during_extract_leaves_no_half_output(extract_killed, chain):
 @pytest.fixture(scope="module")
 def kmeans_killed(chain, extract_killed):
     a = chain.a
-    killed = kill_before_rename(a, "kmeans@8", "centroids/k8.npy")
+    killed = kill_before_rename(a, "kmeans@8-0", "centroids/k8_s0.npy")
     after_kill = {
-        "out_exists": (a / "centroids/k8.npy").exists(),
+        "out_exists": (a / "centroids/k8_s0.npy").exists(),
         "temporaries": temporaries(a / "centroids"),
-        "metrics": (a / "metrics/kmeans_k8.json").exists(),
+        "metrics": (a / "metrics/kmeans_k8_s0.json").exists(),
     }
-    rerun = dvc_run(a, "repro", "kmeans@8")
+    rerun = dvc_run(a, "repro", "kmeans@8-0")
     return killed, after_kill, rerun
 
 
@@ -155,10 +155,10 @@ def test_kill_during_kmeans_leaves_no_half_output(kmeans_killed, chain):
     killed, after_kill, rerun = kmeans_killed
     assert killed.returncode != 0 and KILLED.search(killed.stderr), killed.stderr[-2000:]
     assert not after_kill["out_exists"] and not after_kill["metrics"]
-    assert [t.startswith(".k8.npy.tmp-") for t in after_kill["temporaries"]] == [True]
+    assert [t.startswith(".k8_s0.npy.tmp-") for t in after_kill["temporaries"]] == [True]
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert temporaries(chain.a / "centroids") == []
-    assert np.load(chain.a / "centroids/k8.npy").shape == (8, 64)
+    assert np.load(chain.a / "centroids/k8_s0.npy").shape == (8, 64)
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +211,8 @@ def arrays(project: Path) -> dict[str, np.ndarray]:
 
     out = {
         "feats": zarr.open_group(str(project / "features/feats.zarr"), mode="r")["feats"][:],
-        "centroids": np.load(project / "centroids/k8.npy"),
-        "tokens": zarr.open_group(str(project / "tokens/disc_k8.zarr"), mode="r")["tokens"][:],
+        "centroids": np.load(project / "centroids/k8_s0.npy"),
+        "tokens": zarr.open_group(str(project / "tokens/disc_k8_s0.zarr"), mode="r")["tokens"][:],
     }
     weights = load_torch(project / "models/ar_k8_s0.pt")["state_dict"]
     out.update({f"ar/{k}": v.numpy() for k, v in weights.items()})
@@ -246,9 +246,9 @@ def test_same_seed_identical_killed_or_not_other_seed_differs(chain, ar_killed):
     xa, xb, xc = arrays(a), arrays(b), arrays(c)
     for name in xa:
         assert xa[name].dtype == xb[name].dtype and np.array_equal(xa[name], xb[name]), name
-    assert (a / "centroids/k8.npy").read_bytes() == (b / "centroids/k8.npy").read_bytes()
+    assert (a / "centroids/k8_s0.npy").read_bytes() == (b / "centroids/k8_s0.npy").read_bytes()
     # Another seed: another subsample and split, encoder, clustering and model.
-    for name in ("metrics/ssl.json", "metrics/kmeans_k8.json", "metrics/ar_k8_s0.json"):
+    for name in ("metrics/ssl.json", "metrics/kmeans_k8_s0.json", "metrics/ar_k8_s0.json"):
         assert without_timings(ma[name]) != without_timings(mc[name]), name
     for name in ("feats", "centroids", "tokens"):
         assert not np.array_equal(xa[name], xc[name]), name

@@ -70,7 +70,10 @@ def test_each_set_is_made_from_the_models_its_definition_names(dag):
         assert f"metrics/{sets.generate(s.name)}.json" in st.outs, st.name
         assert f"metrics/{s.metrics}.json" in st.outs, st.name  # scored where it is generated
         assert "models/evalnet.pt" in st.deps, st.name
-        shared = {"models/vq.pt", "models/evalnet.pt"}
+        decoders = {d for d in st.deps if d.startswith("models/vq_s")}
+        seed = sets.seed_of(s.name)[1]
+        assert decoders == {f"models/vq_s{MAIN_SEED if seed is None else seed}.pt"}, st.name
+        shared = {*decoders, "models/evalnet.pt"}
         models = {d for d in st.deps if d.startswith("models/") and d not in shared}
         expected = set()
         if s.token_model:
@@ -95,13 +98,13 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
         sets.SSL_NONOISE,
         sets.ENCODER,
         *(f(key) for key in ENCODERS for f in (sets.ssl_of, sets.encoder_of, sets.kmeans_of)),
-        sets.VQ,
+        *(sets.seeded(sets.VQ, s) for s in SEEDS),  # the tokenizers: one per seed
         sets.VQ_NOISE,
         sets.EVALNET,
         sets.STABILITY,
         *(sets.sampling(side) for side in sets.SIDES),
         sets.TOY,
-        *(sets.kmeans(k) for k in KS),
+        *(sets.seeded(sets.kmeans(k), s) for k in KS for s in SEEDS),
         *(sets.tokens(k) for k in KS),
         *(sets.ar(m) for m in token_models),
         *(sets.ar(m) for m in sets.dag_probed_models(KS, SEEDS, ENCODERS)),

@@ -143,7 +143,10 @@ def curve_panels(params: Params) -> list[tuple[str, list[tuple[str, str]]]]:
     return [
         ("token models (stage 1)", token_models),
         ("renderers (stage 2)", renderers),
-        ("VQ autoencoder", [("VQ", sets.VQ), ("VQ + noise", sets.VQ_NOISE)]),
+        (
+            "VQ autoencoder",
+            [("VQ", sets.seeded(sets.VQ, params.seed)), ("VQ + noise", sets.VQ_NOISE)],
+        ),
     ]
 
 

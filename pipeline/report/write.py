@@ -36,8 +36,11 @@ def small_print(params: Params, m: Metrics, live: str | Path | None = None) -> l
         f"claims 3-4, {len(params.sample_seeds)} of them ({params.sample_seeds}) for the "
         "renderers and samples behind claims 2 and 4; every variant (class-conditional, MaskGIT, "
         "encoder-axis rows, "
-        "Fig. 3(a)'s path) once, from the main seed. The tokenizers (encoder, K-Means, VQ "
-        "autoencoder) are trained once, with the main seed.",
+        "Fig. 3(a)'s path) once, from the main seed. Each seed replicates the tokenizers too: "
+        "K-Means (every K) and the VQ autoencoder are fit once per seed, so the intervals hold "
+        "their variance. Fixed across seeds: the encoder (trained once, main seed: the "
+        "subject, like the paper's frozen DINOv2) and the evaluation network (the ruler every "
+        "FID / IS is read with).",
         *still_learning(params, m, live),
         f"- Samples: {params.generate.n_samples} per set, scored with "
         f"`{params.evaluate.extractor}` features against the val split; the paper: 50k, Inception.",

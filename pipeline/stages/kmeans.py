@@ -1,4 +1,5 @@
-"""kmeans@K: faiss K-Means on patch features of the train split -> centroids/k{K}.npy.
+"""kmeans@K-SEED: faiss K-Means on patch features of the train split -> centroids/k{K}_s{seed}.npy
+(one fit per seed of ``seeds``: the tokenizer is part of every replicate).
 
 Reads only as many train images as faiss would keep (K x max_points_per_centroid points, the
 subsampling faiss does anyway), chosen by seed, so memory is bounded at paper scale.

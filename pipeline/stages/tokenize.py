@@ -1,4 +1,4 @@
-"""tokenize@K: nearest-centroid ids for every image's patch features -> tokens/disc_k{K}.zarr (N x L)."""
+"""tokenize@K-SEED: nearest-centroid ids for every image's patch features -> tokens/disc_k{K}_s{seed}.zarr (N x L)."""
 
 from __future__ import annotations
 

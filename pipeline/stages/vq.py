@@ -221,9 +221,16 @@ def run(
 
 def main() -> None:
     args = cli(
-        __doc__, "images", "out", "tokens", "metrics", "checkpoints", "live", optional=("variant",)
+        __doc__,
+        "images",
+        "out",
+        "tokens",
+        "metrics",
+        "checkpoints",
+        "live",
+        optional=("variant", "name"),
     )
-    name = f"vq@{args.variant or 'main'}"
+    name = args.name or f"vq@{args.variant or 'main'}"
     with stage(name, args.params) as params:
         run(
             params,
