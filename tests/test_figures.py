@@ -82,7 +82,8 @@ def test_sampling_figure_panels(drawn):
     (fig,) = drawn
     left, right = fig.axes
     d_line, d_ring, v_line, v_ring = left.lines
-    assert list(d_line.get_xdata()) == ["off", "k8"] and list(d_line.get_ydata()) == [4.0, 5.0]
+    # one truncation axis: top-k strongest first, then off, then top-p weakest to strongest
+    assert list(d_line.get_xdata()) == ["k8", "off"] and list(d_line.get_ydata()) == [5.0, 4.0]
     assert list(d_ring.get_ydata()) == [4.0]
     assert list(v_line.get_xdata()) == ["k8", "off"] and list(v_ring.get_ydata()) == [8.0]
     (r_line, r_ring) = right.lines  # VQ has no renderer

@@ -69,6 +69,14 @@ def setting_label(setting: dict) -> str:
     return f"p{setting['top_p']:g}" if setting["top_p"] < 1 else "off"
 
 
+def truncation_order(setting: dict) -> float:
+    """A setting's place on one truncation axis: strong top-k on the left, untruncated in the
+    middle, strong top-p on the right (the two sweeps meet at "off")."""
+    if setting["top_k"]:
+        return -1.0 / setting["top_k"]
+    return 1.0 - setting["top_p"]
+
+
 def plot_sampling(searches: list[tuple[str, dict]], path: Path) -> None:
     """Fig. 6 for every side searched: FID (against train images) along the grid of the token
     model's setting, the renderer held at the side's selected setting (left); DiGIT's renderer
@@ -84,6 +92,7 @@ def plot_sampling(searches: list[tuple[str, dict]], path: Path) -> None:
             (axes[1], "renderer", "token_model"),
         ):
             rows = [r for r in s["rows"] if r[other] == sel[other] and r[step] is not None]
+            rows.sort(key=lambda r: truncation_order(r[step]))
             if not rows:
                 continue
             xs = [setting_label(r[step]) for r in rows]
@@ -94,9 +103,9 @@ def plot_sampling(searches: list[tuple[str, dict]], path: Path) -> None:
     axes[0].set_title(f"token model's sampling (FID vs train images, {extractor})", fontsize=10)
     axes[1].set_title("DiGIT's renderer (token model at its selected setting)", fontsize=10)
     for ax in axes:
-        ax.set_xlabel("k = top-k (top-p off), p = top-p (top-k off), off = untruncated")
+        ax.set_xlabel("k = top-k (top-p off) | off = untruncated | p = top-p (top-k off)")
         ax.set_ylabel("FID (lower is better)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     _save(fig, path)
 
