@@ -96,6 +96,12 @@ def run_ranks(tmp_path, kind: str, kill_at: int = 0) -> list[dict]:
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
 
 
+# Relative error of the ranks' total weight change against one process's (measured: 1.5e-5 for
+# the class model, float order only; 0.19 for MaskGIT, whose shard means over unequal mask counts
+# are not the batch mean). Ranks that never trained are at 1.0.
+DELTA_REL = {"class": 1e-3, "maskgit": 0.35}
+
+
 @pytest.mark.parametrize(
     ("kind", "rel", "kill_at"),
     [("class", 1e-5, 6), ("maskgit", 0.05, 0)],
@@ -118,8 +124,15 @@ def test_two_ranks_train_what_one_process_trains(tmp_path, kind, rel, kill_at):
         if "val/loss" in a:
             assert b["val/loss"] == pytest.approx(a["val/loss"], rel=rel)
     assert ref[-1]["val/loss"] < math.log(16)  # it learned something
-    for name, value in model.state_dict().items():
-        assert torch.allclose(value, ranks[0]["state"][name], atol=0.05), name
+    # The weight changes agree, not only the weights: 10 steps move them little (at most ~0.02),
+    # so a closeness of weights alone would pass ranks that never trained.
+    init = setup(kind)[0].state_dict()
+    moved = torch.cat([(v - init[k]).flatten() for k, v in model.state_dict().items()])
+    got = torch.cat([(ranks[0]["state"][k] - init[k]).flatten() for k in init])
+    assert moved.norm() > 0.1  # one process's run trained
+    assert (got - moved).norm() / moved.norm() < DELTA_REL[kind], (
+        got - moved
+    ).norm() / moved.norm()
     assert (tmp_path / "live" / "metrics.json").exists()  # written by rank 0
 
 

@@ -97,7 +97,7 @@ def test_evalnet_model_file_roundtrip_is_strict(net_path, mnist, tmp_path):
         EvalNet.from_config(dict(ckpt["config"], depth=3))
     bad = dict(ckpt, state_dict={k: v for k, v in ckpt["state_dict"].items() if "head" not in k})
     torch.save(bad, tmp_path / "bad.pt")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\) in state_dict: .*head"):
         load_model(tmp_path / "bad.pt", "evalnet", EvalNet.from_config)
     with pytest.raises(StageError, match="'evalnet' model file, expected 'gpt'"):
         load_model(net_path, "gpt", EvalNet.from_config)

@@ -49,9 +49,9 @@ def test_uint8_round_trip() -> None:
     x = uint8_to_float(images)
     assert x.shape == (3, 3, 28, 28) and x.dtype == torch.float32
     assert torch.equal(float_to_uint8(x), images)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"images must be uint8 \(N, H, W, C\), got torch.float32"):
         uint8_to_float(x)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected uint8 images, got torch.float32"):
         to_unit_float(x)
     assert torch.equal(
         float_to_uint8(torch.tensor([-0.5, 1.5, 0.5]).view(1, 3, 1, 1)).flatten(),

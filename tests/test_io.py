@@ -27,14 +27,14 @@ def test_zarr_in_memory_store():
 
 def test_failed_write_leaves_nothing(tmp_path):
     target = tmp_path / "out.zarr"
-    with pytest.raises(RuntimeError), io.zarr_group_writer(target) as g:
+    with pytest.raises(RuntimeError, match="killed mid-way"), io.zarr_group_writer(target) as g:
         io.create_array(g, "x", (10, 2), 5, "float32")[:5] = 1
         raise RuntimeError("killed mid-way")
     assert not target.exists() and list(tmp_path.iterdir()) == []
     io.write_json(tmp_path / "m.json", {"a": 1})
-    with pytest.raises(RuntimeError), io.atomic_path(tmp_path / "m.json") as tmp:
+    with pytest.raises(RuntimeError, match="killed"), io.atomic_path(tmp_path / "m.json") as tmp:
         tmp.write_text("{half")
-        raise RuntimeError
+        raise RuntimeError("killed while writing")
     assert io.read_json(tmp_path / "m.json") == {"a": 1}
 
 
