@@ -14,10 +14,18 @@ write stays serialized and is done by DVC itself (run cache, .gitignore and outp
 included). DVC's read/write locks on each stage's paths stay on as a second guard. A stage whose
 command fails is not recorded; its downstream never starts (Prefect state ``NotReady``).
 
+The flow succeeds only when every planned stage ran, was restored or was found up to date. A failed
+stage fails it, and so does a stage that ended without running for any other reason than a failed
+upstream (Dask workers that cannot import the project never run a task, and Prefect leaves it
+``Pending``): the error line names those stages and the likely cause (``verdict``).
+
 Torch and faiss use every core by default; stages sharing the machine oversubscribe it badly, so
 each stage process gets ``OMP_NUM_THREADS = cores // (stages that can run beside it)``.
 Tasks run in threads of the flow's process, or on Dask workers (``flow.runner: dask``: a local
-cluster, or the scheduler at ``flow.dask_address``).
+cluster, or the scheduler at ``flow.dask_address``). A worker unpickles each task by importing this
+module, so every worker must import the project (``pip install -e .`` there, or ``PYTHONPATH``) and
+see the project directory at the same path; the flow's Prefect settings travel with each task, so
+its ``PREFECT_API_URL`` must be an address the workers reach. The run's artifacts: pipeline/board.py.
 
 Run: ``make dashboard`` (Prefect server + UI on 127.0.0.1:4200), then ``make flow``.
 """
@@ -25,35 +33,26 @@ Run: ``make dashboard`` (Prefect server + UI on 127.0.0.1:4200), then ``make flo
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
 import contextlib
 import fcntl
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline import sets
+from pipeline.board import RunBoard, publish_outputs
 from pipeline.params import ParamsError, load
 from pipeline.warm import THREAD_VARS
 
@@ -225,17 +224,123 @@ def _repro(name: str, root: str, threads: int) -> str:
     return outcome
 
 
-def _describe(state: State) -> str:
-    if state.is_completed():
+FAILED, UPSTREAM_FAILED, NEVER_RAN = "failed", "upstream failed", "never ran"
+
+
+def stage_outcome(state: State | None, upstream: Sequence[str]) -> str:
+    """What became of one planned stage: "ran", "up to date", "restored", "failed", "upstream
+    failed" or "never ran", from its task's last state and the outcomes of its upstream stages.
+
+    Prefect leaves the same non-final state (``NotReady``, ``Pending``) on a task held back by a
+    failed upstream and on one that no worker ever ran (a Dask worker that cannot import the
+    project); only the upstream outcomes tell them apart. Below a stage that never ran, nothing ran.
+    """
+    if state is not None and state.is_completed():
         return {"Skipped": "up to date", "Cached": "restored"}.get(state.name, "ran")
-    if state.is_failed() or state.is_crashed():
-        return "failed"
-    return "not run"
+    if state is not None and state.is_final():  # Failed, Crashed, Cancelled
+        return FAILED
+    if any(o in (FAILED, UPSTREAM_FAILED) for o in upstream):
+        return UPSTREAM_FAILED
+    return NEVER_RAN
+
+
+def outcomes(plans: Sequence[StagePlan], states: Mapping[str, State | None]) -> dict[str, str]:
+    """Every planned stage's ``stage_outcome``; a stage with no state at all never ran."""
+    upstream = {p.name: p.upstream for p in plans}
+    out: dict[str, str] = {}
+
+    def outcome(name: str) -> str:
+        if name not in out:
+            above = [outcome(u) for u in upstream[name] if u in upstream]
+            out[name] = stage_outcome(states.get(name), above)
+        return out[name]
+
+    return {p.name: outcome(p.name) for p in plans}
+
+
+def never_ran_cause(on_dask: bool, error: str | None = None) -> str:
+    """Why planned tasks ended without running, and what to do about it."""
+    seen = f" ({error})" if error else ""
+    if on_dask:
+        return (
+            f"the Dask cluster could not run them{seen}; do its scheduler and workers import "
+            "the project? install it there (pip install -e .) or set PYTHONPATH to the project"
+        )
+    return f"their tasks ended without a final state{seen}"
+
+
+def _names(names: Sequence[str], limit: int = 10) -> str:
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f", ... ({more} more)" if more > 0 else "")
+
+
+def verdict(outcome: Mapping[str, str], cause: str) -> str | None:
+    """The one line a flow that did not do all its planned work fails with (None: it did all).
+
+    A flow never reports success for work it did not do: a failed stage, and a stage that ended
+    without running for any reason but an upstream failure (``cause`` says why), fail the run."""
+    named = {o: [n for n, r in outcome.items() if r == o] for o in (FAILED, UPSTREAM_FAILED)}
+    lost = [n for n, r in outcome.items() if r == NEVER_RAN]
+    parts = []
+    if named[FAILED]:
+        held = ", ".join(named[UPSTREAM_FAILED]) or "none"
+        parts.append(f"failed: {', '.join(named[FAILED])}; upstream failed: {held}")
+    if lost:
+        what = "stage" if len(lost) == 1 else "stages"
+        parts.append(f"{len(lost)} planned {what} never ran ({_names(lost)}): {cause}")
+    return "; ".join(parts) or None
+
+
+def _future_error(future: PrefectFuture) -> str | None:
+    """The exception the task runner's own future ended with, which Prefect's state lacks: e.g.
+    the Dask scheduler's "Error during deserialization of the task graph" when it cannot import
+    the project to unpickle the task."""
+    wrapped = getattr(future, "wrapped_future", None)
+    try:
+        err = wrapped.exception(timeout=0) if wrapped is not None else None
+    except Exception:  # still running, cancelled, or a future without .exception()
+        return None
+    if err is None:
+        return None
+    text = " ".join(str(err).split())  # Dask's messages span lines
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(err).__name__}: {text}"
+
+
+def next_done(
+    running: list[PrefectFuture],
+    runner: object,
+    no_workers_s: float = 120.0,
+    poll_s: float = 30.0,
+) -> PrefectFuture:
+    """The next of ``running`` to finish; on Dask, a FlowError instead of waiting forever once the
+    cluster has had no worker for ``no_workers_s``. A worker that cannot import the project dies on
+    the first task it unpickles, and the scheduler then holds the tasks for workers that never
+    come (the grace is for clusters that start workers on demand)."""
+    client = getattr(runner, "client", None) if type(runner).__name__ == "DaskTaskRunner" else None
+    since = None
+    while True:
+        try:
+            return next(as_completed(running, timeout=None if client is None else poll_s))
+        except TimeoutError:
+            if client.scheduler_info()["workers"]:
+                since = None
+            elif since is None:
+                since = time.monotonic()
+            elif time.monotonic() - since >= no_workers_s:
+                raise FlowError(
+                    f"the Dask cluster has had no workers for {no_workers_s:.0f} s while "
+                    f"{len(running)} stages wait: workers that cannot import the project die on "
+                    "their first task; install it there (pip install -e .) or set PYTHONPATH to "
+                    "the project"
+                ) from None
 
 
 @flow(name="digit-dvc")
 def dvc_flow(root: str = ".") -> dict[str, str]:
-    """Every stage of dvc.yaml as a task; stale ones reproduced, independent ones concurrently."""
+    """Every stage of dvc.yaml as a task; stale ones reproduced, independent ones concurrently.
+    Returns each stage's outcome; raises FlowError (the run fails) unless all of them did their
+    work."""
     logger = get_run_logger()
     root_path = Path(root).resolve()
     try:
@@ -259,6 +364,9 @@ def dvc_flow(root: str = ".") -> dict[str, str]:
     busy: set[str] = set()  # stages whose command may be running (counted against max_parallel)
     started: dict[str, float] = {}
     durations: dict[str, float] = {}
+    errors: list[str] = []  # what the task runner said about tasks that never ran
+    ctx = FlowRunContext.get()
+    runner = ctx.task_runner if ctx is not None else None
     while pending or len(states) < len(futures):
         # Longest downstream chain first, then dvc.yaml's topological order.
         for p in sorted(pending, key=lambda p: -p.weight):
@@ -289,201 +397,24 @@ def dvc_flow(root: str = ".") -> dict[str, str]:
             if pending:  # cannot happen with a DAG; guards against a silent hang
                 raise FlowError(f"stages never became ready: {[p.name for p in pending]}")
             break
-        done = next(as_completed(running))
+        done = next_done(running, runner)
         name = next(n for n, f in futures.items() if f is done)
         done.wait()  # sets the final state locally; `.state` alone may read a lagging API
         states[name] = done.state
+        if not states[name].is_final() and (error := _future_error(done)):
+            errors.append(error)
         durations[name] = time.perf_counter() - started[name]
         busy.discard(name)
-        board.update(name, _describe(states[name]), durations[name])
-    outcome = {p.name: _describe(states[p.name]) for p in plans}
-    for name, result in outcome.items():  # stages never submitted (upstream failed): not run
+        board.update(name, outcomes(plans, states)[name], durations[name])
+    outcome = outcomes(plans, states)
+    for name, result in outcome.items():
         if board.status[name] != result:
             board.update(name, result, durations.get(name))
-    failed = [n for n, o in outcome.items() if o == "failed"]
-    if failed:
-        not_run = [n for n, o in outcome.items() if o == "not run"]
-        raise FlowError(f"failed: {', '.join(failed)}; not run: {', '.join(not_run) or 'none'}")
+    on_dask = type(runner).__name__ == "DaskTaskRunner"
+    line = verdict(outcome, never_ran_cause(on_dask, errors[0] if errors else None))
+    if line:
+        raise FlowError(line)
     return outcome
-
-
-# ---------------------------------------------------------------------------------------- artifacts
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            yield from _flatten(sub, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, list) and len(value) <= 16 and all(isinstance(v, dict) for v in value):
-        for i, sub in enumerate(value):
-            yield from _flatten(sub, f"{prefix}.{i}")
-    else:
-        yield prefix, value if isinstance(value, int | float | str | bool) else json.dumps(value)
-
-
-def _image_markdown(png: Path, title: str) -> str:
-    data = base64.b64encode(png.read_bytes()).decode()
-    return f"### {title}\n\n![{png.stem}](data:image/png;base64,{data})\n"
-
-
-def publish_outputs(root: Path, outputs: tuple[str, ...]) -> None:
-    """A stage's results as artifacts of its own task run: each metrics/*.json as a table
-    (``metrics-<stem>``), each reports/*.md as markdown (``report-<stem>``), each
-    reports/figures/*.png as an embedded image (``figure-<stem>``)."""
-    for rel in outputs:
-        path = root / rel
-        if not path.is_file():
-            continue
-        if rel.startswith("metrics/") and path.suffix == ".json":
-            try:
-                metrics = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                continue
-            table = [{"metric": k, "value": v} for k, v in _flatten(metrics)]
-            create_table_artifact(table, key=f"metrics-{_slug(path.stem)}", description=rel)
-        elif rel.startswith("reports/figures/") and path.suffix == ".png":
-            create_markdown_artifact(
-                _image_markdown(path, path.stem), key=f"figure-{_slug(path.stem)}", description=rel
-            )
-        elif rel.startswith("reports/") and path.suffix == ".md":
-            create_markdown_artifact(
-                path.read_text(), key=f"report-{_slug(path.stem)}", description=rel
-            )
-
-
-REPORT_STAGE = "report"
-DONE = ("ran", "up to date", "restored")
-
-
-def _section(md: Path, heading: str = "## This run") -> str:
-    """The part of a reports/*.md table under ``heading``, up to the next heading or figure."""
-    if not md.is_file():
-        return f"*{md.name}: not produced yet.*"
-    lines = md.read_text().splitlines()
-    if heading not in lines:
-        return f"*{md.name}: no {heading!r} section.*"
-    body = []
-    for line in lines[lines.index(heading) + 1 :]:
-        if line.startswith(("## ", "![")):
-            break
-        body.append(line)
-    return "\n".join(body).strip()
-
-
-def run_summary(root: Path, status: str) -> str:
-    """The run at a glance: claims, headline numbers, Tables 2 and 3, one sample grid."""
-    reports = root / "reports"
-    lines = ["# Run summary", "", status, "", "## The paper's claims, tested", ""]
-    claims = reports / "claims.md"
-    rows = (
-        [ln.strip("|").split(" | ") for ln in claims.read_text().splitlines() if ln.startswith("|")]
-        if claims.is_file()
-        else []
-    )
-    # Verdict first and no evidence column: the page stays readable; reports/claims.md has the rest.
-    table = [f"| {r[0].strip()} | {r[2].strip()} | {r[1].strip()} |" for r in rows if len(r) >= 4]
-    table[1:1] = ["|---|---|---|"] if table else []
-    lines += table or ["*reports/claims.md: not produced yet.*"]
-    if table:
-        lines += ["", "The numbers behind each verdict: `reports/claims.md`."]
-    lines += ["", "## Headline numbers (`dvc metrics show`)", ""]
-    try:
-        summary = json.loads((reports / "summary.json").read_text())
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [
-            f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-            for k, v in _flatten(summary)
-        ]
-    except (OSError, json.JSONDecodeError):
-        lines.append("*reports/summary.json: not produced yet.*")
-    for name, title in (
-        ("table3_unconditional", "Table 3: class-unconditional generation"),
-        ("table2_probe", "Table 2: linear probe"),
-    ):
-        lines += ["", f"## {title}", "", _section(reports / f"{name}.md")]
-    try:
-        params = load(root / "params.yaml")
-        main_k = params.kmeans.main_k
-        name = sets.seeded(sets.digit_set(main_k), params.seed)  # the main seed's samples
-        grid = reports / "figures" / f"samples_{name}.png"
-    except ParamsError:
-        grid = None
-    if grid is not None and grid.is_file():
-        title = f"Samples: DiGIT, K={main_k} (+AR renderer), seed {params.seed}"
-        lines += ["", _image_markdown(grid, title)]
-    return "\n".join(lines) + "\n"
-
-
-class RunBoard:
-    """The flow run's own artifacts, created when it starts and updated as stages finish, so they
-    come first in the UI: ``dvc-progress`` (the share of stages finished), ``dvc-stages`` (a table
-    of every stage: to do / running / ran / up to date / restored / failed / not run, and seconds)
-    and ``run-summary`` (claims, headline numbers, Tables 2 and 3, a sample grid), refreshed when
-    the report stage finishes. Each stage's own results are artifacts of its task run
-    (``publish_outputs``)."""
-
-    def __init__(self, root: Path, plans: list[StagePlan]) -> None:
-        self.root = root
-        self.order = [p.name for p in plans]
-        self.status = {p.name: "to do" for p in plans}
-        self.seconds: dict[str, float] = {}
-        report_stale = any(p.name == REPORT_STAGE and p.stale for p in plans)
-        self.progress_id = create_progress_artifact(
-            0.0, key="dvc-progress", description=self._describe_progress()
-        )
-        self.stages_id = create_table_artifact(
-            self._rows(), key="dvc-stages", description="Stages of dvc.yaml in this run"
-        )
-        status = (
-            "*The report stage has not finished in this run yet: these are reports/ as they were "
-            "when the run started.*"
-            if report_stale
-            else "*The report stage is up to date: reports/ as this run found them.*"
-        )
-        self.summary_id = create_markdown_artifact(
-            run_summary(root, status), key="run-summary", description="This run at a glance"
-        )
-
-    def _rows(self) -> list[dict]:
-        return [
-            {"stage": n, "result": self.status[n], "seconds": round(self.seconds.get(n, 0.0), 1)}
-            for n in self.order
-        ]
-
-    def _describe_progress(self) -> str:
-        counts = collections.Counter(self.status.values())
-        finished = sum(v for k, v in counts.items() if k not in ("to do", "running"))
-        parts = [f"{finished}/{len(self.order)} stages finished"]
-        parts += [
-            f"{counts[k]} {k}"
-            for k in ("ran", "restored", "up to date", "failed", "not run", "running", "to do")
-            if counts[k]
-        ]
-        return ", ".join(parts)
-
-    def update(self, name: str, status: str, seconds: float | None = None) -> None:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.actions import ArtifactUpdate
-
-        self.status[name] = status
-        if seconds is not None:
-            self.seconds[name] = seconds
-        finished = sum(s not in ("to do", "running") for s in self.status.values())
-        update_progress_artifact(
-            self.progress_id, 100.0 * finished / max(1, len(self.order)), self._describe_progress()
-        )
-        with get_client(sync_client=True) as client:
-            client.update_artifact(self.stages_id, ArtifactUpdate(data=json.dumps(self._rows())))
-            if name == REPORT_STAGE and status in DONE:
-                what = "ran in this run" if status == "ran" else f"{status}"
-                md = run_summary(
-                    self.root, f"*The report stage {what}: the reports below are this run's.*"
-                )
-                client.update_artifact(self.summary_id, ArtifactUpdate(data=md))
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -63,14 +63,20 @@ def prefect_server():
 
 
 def change_one_k(work: Path) -> str:
-    """Swap the non-main K of params.yaml for a new one; return the new K's kmeans stage."""
+    """Swap the non-main K of params.yaml for a new one; return the new K's kmeans stage of the
+    main seed (K-Means is fit once per seed: kmeans@K-SEED)."""
     params = yaml.safe_load((work / "params.yaml").read_text())
     ks, main = params["kmeans"]["ks"], params["kmeans"]["main_k"]
     old = next(k for k in ks if k != main)
     new = max(ks) + 4
     params["kmeans"]["ks"] = [new if k == old else k for k in ks]
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return f"kmeans@{new}"
+    return f"kmeans@{new}-{params['seed']}"
+
+
+def k_of(stage: str) -> str:
+    """The K of a kmeans@K-SEED stage name."""
+    return stage.split("@")[1].split("-")[0]
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +102,8 @@ def flow_runs(smoke_run, tmp_path_factory, prefect_server) -> dict:
     out["graph_bad"] = stage_graph(work)
     out["lock_before"] = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
     spec = yaml.safe_load((work / "dvc.yaml").read_text())
-    do = spec["stages"]["kmeans"]["do"]
-    do["cmd"] = f'test "$DVC_STAGE" != {out["bad"]} && {do["cmd"]}'
+    kmeans = spec["stages"]["kmeans"]  # a matrix: the template is the block itself
+    kmeans["cmd"] = f'test "$DVC_STAGE" != {out["bad"]} && {kmeans["cmd"]}'
     (work / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     failed = run(work, return_state=True)
     out["failed_state"] = failed
@@ -116,9 +122,10 @@ def test_every_stage_is_a_task_and_up_to_date_ones_skip(flow_runs):
 def test_changed_branch_runs_and_the_rest_skips(flow_runs):
     tasks = flow_runs["branch"]["tasks"]
     graph = flow_runs["graph_branch"]
-    changed = flow_runs["changed"]
-    branch = nx.ancestors(graph, changed) | {changed}  # edges point upstream
-    k = changed.split("@")[1]
+    k = k_of(flow_runs["changed"])
+    params = yaml.safe_load((flow_runs["work"] / "params.yaml").read_text())
+    changed = {f"kmeans@{k}-{seed}" for seed in params["seeds"]}  # one fit per seed
+    branch = set(changed).union(*(nx.ancestors(graph, c) for c in changed))  # edges point upstream
     per_k = (
         "kmeans",
         "tokenize",
@@ -128,8 +135,9 @@ def test_changed_branch_runs_and_the_rest_skips(flow_runs):
         "generate",
         "probe",
     )
-    params = yaml.safe_load((flow_runs["work"] / "params.yaml").read_text())
     per_k_seed = {
+        "kmeans": "seeds",
+        "tokenize": "seeds",
         "ar": "seeds",
         "probe": "seeds",
         "renderer": "sample_seeds",
@@ -195,7 +203,7 @@ def test_artifacts_published(flow_runs):
             assert key in artifacts, (key, sorted(artifacts))
             assert tasks.get(artifacts[key].task_run_id), key  # attached to a stage's task
     seed = yaml.safe_load((work / "params.yaml").read_text())["seed"]
-    assert "metrics-" + flow_runs["changed"].replace("kmeans@", "ar-k") + f"-s{seed}" in artifacts
+    assert f"metrics-ar-k{k_of(flow_runs['changed'])}-s{seed}" in artifacts
 
 
 def test_failed_stage_stops_its_downstream_and_records_nothing(flow_runs):
