@@ -59,10 +59,8 @@ def disc_model(k: int, conditional: bool = False) -> str:
     return f"k{k}_cond" if conditional else f"k{k}"
 
 
-PATH_STEPS = ("long", "large")
-PATH_LONG_LABEL = (
-    "+ longer training"  # Fig. 3(a) after the tokenizer swap: + longer training, + larger
-)
+PATH_STEPS = ("long", "large")  # Fig. 3(a) after the tokenizer swap: + longer training, + larger
+PATH_LONG_LABEL = "+ longer training"
 
 
 def path_model(k: int, step: str) -> str:
@@ -229,9 +227,8 @@ class SampleSet:
     table: GenTable | None  # the generation table that shows it (None: only the ablations)
     seeded: bool = False  # one set per seed (module doc); else sampled from the main seed's models
     # How every sampling step samples: as params' generate section says, untruncated, or at the
-    # setting the sampling search selected for ``side`` (``SIDES``).
+    # setting the sampling search selected for the set's side (``SIDES``).
     how: Literal["params", "untruncated", "selected"] = "params"
-    side: str | None = None
 
     @property
     def metrics(self) -> str:
@@ -356,7 +353,6 @@ def sample_sets(ks: list[int], main_k: int, encoders: list[str]) -> dict[str, Sa
             table=t3,
             seeded=True,
             how=how,
-            side=side,
         )
 
     side_labels = {

@@ -269,7 +269,7 @@ def gate(verdict: Verdict, number: int, checks: list[Premise]) -> Verdict:
 # --- claims 2-4: seeded comparisons ---------------------------------------------------------------
 
 
-def stronger_vq(m: Metrics, main_k: int) -> str:
+def stronger_vq(m: Metrics) -> str:
     """The VQ side claim 2 compares against: of the VQ baseline and the same at DiGIT's training
     compute, the one whose own sampling search reached the lower FID on train images (never the
     val FID the tables report)."""
@@ -304,7 +304,7 @@ def claim_generation(params: Params, m: Metrics) -> Verdict:
         m.get(sets.sampling(x)) for x in sets.SIDES
     ):
         return Verdict(claim, "not tested", "fair-comparison sets or sampling searches missing")
-    vq_side = stronger_vq(m, k)
+    vq_side = stronger_vq(m)
     tests = 2 * len(sets.HOWS)
     better, worse, ev = [], [], []
     for how in sets.HOWS:

@@ -256,13 +256,16 @@ def fair_notes(params: Params, m: Metrics) -> list[str]:
     ]
 
 
+def filter_text(setting: dict) -> str:
+    """One step's searched filter as "top-k 0, top-p 0.9"."""
+    return f"top-k {setting['top_k']}, top-p {setting['top_p']:g}"
+
+
 def search_text(token_model: dict, renderer: dict | None) -> str:
     """A searched setting as "token model top-k 0, top-p 0.9; renderer top-k 16, top-p 1"."""
-
-    def one(s: dict) -> str:
-        return f"top-k {s['top_k']}, top-p {s['top_p']:g}"
-
-    return f"token model {one(token_model)}" + (f"; renderer {one(renderer)}" if renderer else "")
+    return f"token model {filter_text(token_model)}" + (
+        f"; renderer {filter_text(renderer)}" if renderer else ""
+    )
 
 
 def table4(params: Params, m: Metrics) -> Table:
@@ -635,12 +638,8 @@ def sampling_table(params: Params, m: Metrics, figdir: Path) -> Table:
             rows.append(
                 {
                     "side": label,
-                    "token model": f"top-k {r['token_model']['top_k']}, top-p {r['token_model']['top_p']:g}",
-                    "renderer": (
-                        f"top-k {r['renderer']['top_k']}, top-p {r['renderer']['top_p']:g}"
-                        if r["renderer"]
-                        else "-"
-                    ),
+                    "token model": filter_text(r["token_model"]),
+                    "renderer": filter_text(r["renderer"]) if r["renderer"] else "-",
                     "FID (train ref.)": r["fid"],
                     "IS": r.get("isc_mean"),
                     "precision": r.get("precision"),
