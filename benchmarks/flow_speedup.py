@@ -30,7 +30,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-COPY = [".dvc/config", ".dvc/.gitignore", "dvc.yaml", "params.yaml", "digit", "pipeline"]
+from pipeline.dag import PROJECT_FILES as COPY  # noqa: E402
 
 
 def sh(cwd: Path, *cmd: str) -> str:

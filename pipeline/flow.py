@@ -78,6 +78,7 @@ class StagePlan:
     threads: int  # OMP/MKL threads for the stage's process
     weight: int  # number of downstream stages: the longer chain starts first
     outputs: tuple[str, ...] = ()  # its outs, repo-relative: its results go to its task's artifacts
+    target: str = ""  # what `dvc repro` takes from the repo root (default: the name)
 
 
 def cores() -> int:
@@ -98,10 +99,18 @@ def _with_lock_retry(fn, what: str, timeout_s: float = 300.0):
             time.sleep(0.5)
 
 
-def stage_name(stage) -> str:
-    """The name `dvc repro` takes from the repo root (``Stage.addressing`` is relative to the cwd)."""
+def stage_target(stage) -> str:
+    """The name `dvc repro` takes from the repo root (``Stage.addressing`` is relative to the cwd):
+    ``dag/ar/dvc.yaml:ar@256-0`` for a stage outside the root dvc.yaml."""
     path = stage.path_in_repo
     return stage.name if path == "dvc.yaml" else f"{path}:{stage.name}"
+
+
+def stage_names(stages) -> dict:
+    """Stage -> the name the flow shows: its own (``ar@256-0``; pipeline/dag.py keeps them unique
+    across the DVC files), or its target where two files share a name."""
+    count = collections.Counter(s.name for s in stages)
+    return {s: s.name if count[s.name] == 1 else stage_target(s) for s in stages}
 
 
 def plan(root: Path, max_parallel: int, n_cores: int | None = None) -> list[StagePlan]:
@@ -119,7 +128,7 @@ def plan(root: Path, max_parallel: int, n_cores: int | None = None) -> list[Stag
         raise FlowError(f"dvc: {err}".splitlines()[0]) from None
     # Stages with a command are tasks (.dvc data sources are not); frozen ones are never stale.
     graph = graph.subgraph([s for s in graph.nodes if s.cmd])
-    name = {s: stage_name(s) for s in graph.nodes}
+    name = stage_names(graph.nodes)
     # status keys and addressing are both relative to the cwd
     stale = {s for s in graph.nodes if s.addressing in status and not s.frozen}
     for s in list(stale):
@@ -139,6 +148,7 @@ def plan(root: Path, max_parallel: int, n_cores: int | None = None) -> list[Stag
                 threads=max(1, n_cores // width),
                 weight=len(nx.ancestors(graph, s)),
                 outputs=tuple(o.def_path for o in s.outs),
+                target=stage_target(s),
             )
         )
     return plans
@@ -165,14 +175,15 @@ def _failure_line(name: str, rc: int, tail: collections.deque[str]) -> str:
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def run_stage(
-    name: str, root: str, stale: bool, threads: int, outputs: tuple[str, ...] = ()
+    target: str, root: str, stale: bool, threads: int, outputs: tuple[str, ...] = ()
 ) -> State | str:
-    """Reproduce one DVC stage with its output streamed into this task's log; its results (metrics
-    JSON, reports, figures among ``outputs``) become artifacts of this task run."""
+    """Reproduce one DVC stage (``target``: its address from the repo root) with its output
+    streamed into this task's log; its results (metrics JSON, reports, figures among ``outputs``)
+    become artifacts of this task run."""
     if not stale:
         publish_outputs(Path(root), outputs)
         return Completed(name="Skipped", message="up to date (dvc status)", data="up to date")
-    outcome = _repro(name, root, threads)
+    outcome = _repro(target, root, threads)
     publish_outputs(Path(root), outputs)
     if outcome == "up to date":
         return Completed(name="Skipped", message="up to date once upstream re-ran", data=outcome)
@@ -380,7 +391,7 @@ def dvc_flow(root: str = ".") -> dict[str, str]:
             # failed. Final states, not futures: Dask would place a task beside its upstream's
             # future (data locality) and so serialize independent stages on one worker.
             futures[p.name] = stage_task.with_options(task_run_name=p.name).submit(
-                p.name,
+                p.target or p.name,
                 str(root_path),
                 p.stale,
                 p.threads,

@@ -12,13 +12,22 @@ returns to the embedded default).
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from digit.data import DATASETS as DATASET_REGISTRY
 from digit.data import FIXED_SIZES
@@ -47,8 +56,45 @@ class ParamsError(ValueError):
     """A params.yaml problem, already phrased as one line for the user."""
 
 
+# The fields a stage read, as (section class, field); None: not recording (validation, tests).
+# `pipeline.stage` turns them into params keys and fails a stage that read one its DVC stage does
+# not list: a stage cannot depend on a key that DVC does not watch.
+_reads: set[tuple[type, str]] | None = None
+
+
+def _holds_sections(value: Any) -> bool:
+    """A section, or a dict of them (the rows of ``encoders``): its own fields record the reads."""
+    if isinstance(value, dict):
+        return bool(value) and all(isinstance(v, Section) for v in value.values())
+    return isinstance(value, Section)
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    # Fields the code set (``model_copy(update=...)``: a variant, ``--seed``, a sampling setting):
+    # reading them is not reading params.yaml.
+    _given: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if _reads is not None and name in type(self).model_fields and not _holds_sections(value):
+            private = super().__getattribute__("__pydantic_private__") or {}
+            if name not in private.get("_given", ()):
+                _reads.add((type(self), name))
+        return value
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        if _reads is not None:
+            given = self._given
+            names = [f for f in type(self).model_fields if f not in given] if given else ["*"]
+            _reads.update((type(self), f) for f in names)  # "*": every field of the section
+        return super().model_dump(**kwargs)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any:
+        new = super().model_copy(update=update, deep=deep)
+        if update:
+            new._given = self._given | set(update)
+        return new
 
 
 PosInt = Annotated[int, Field(gt=0)]
@@ -612,6 +658,59 @@ class Params(Section):
                     f"kmeans.ks: K={too_big[0]} exceeds the ~{n_vectors} train feature vectors"
                 )
         return self
+
+
+def _section_keys(cls: type | None = None, prefix: str = "") -> dict[type, str]:
+    """Section class -> its params key (``RendererARSampling`` -> ``generate.renderer_ar``; a row
+    of a dict section -> ``encoders.*``); a class at several keys maps to their common parent."""
+    cls = cls or Params
+    found: dict[type, str] = {cls: prefix}
+    for name, info in cls.model_fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        ann = info.annotation
+        if getattr(ann, "__origin__", None) is dict:
+            ann, key = ann.__args__[1], f"{key}.*"
+        if not (isinstance(ann, type) and issubclass(ann, Section)):
+            continue
+        for sub, sub_key in _section_keys(ann, key).items():
+            if sub in found and found[sub] != sub_key:
+                pairs = zip(found[sub].split("."), sub_key.split("."), strict=False)
+                sub_key = ".".join(a for a, _ in itertools.takewhile(lambda p: p[0] == p[1], pairs))
+            found[sub] = sub_key
+    return found
+
+
+def start_recording() -> None:
+    """Record the params fields read from now on (``recorded_keys`` returns them)."""
+    global _reads
+    _reads = set()
+
+
+def stop_recording() -> None:
+    global _reads
+    _reads = None
+
+
+def unrecorded_dump(params: Params) -> dict[str, Any]:
+    """``params.model_dump(mode="json")`` that does not count as reading every key."""
+    global _reads
+    saved, _reads = _reads, None
+    try:
+        return params.model_dump(mode="json")
+    finally:
+        _reads = saved
+
+
+def recorded_keys() -> set[str]:
+    """The params keys read since ``start_recording`` (``ar.steps``; ``vq`` for a whole dump)."""
+    keys = _section_keys()
+    out = set()
+    for cls, name in _reads or ():
+        base = keys.get(cls, "")
+        key = base if name == "*" else (f"{base}.{name}" if base else name)
+        if key:
+            out.add(key)
+    return out
 
 
 def vq_grid_problem(image_size: int, grid: int) -> str | None:

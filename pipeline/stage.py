@@ -15,7 +15,15 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline import io
-from pipeline.params import Params, ParamsError, load
+from pipeline.params import (
+    Params,
+    ParamsError,
+    load,
+    recorded_keys,
+    start_recording,
+    stop_recording,
+    unrecorded_dump,
+)
 
 log = logging.getLogger("digit")
 
@@ -77,20 +85,57 @@ def stage(name: str, params_path: str = "params.yaml") -> Iterator[Params]:
     start = time.perf_counter()
     try:
         params = load(params_path)
-        if _seed[0] is not None:
+        if _seed[0] is not None:  # --seed, not params.yaml's `seed` (so not a params read)
             params = params.model_copy(update={"seed": _seed[0]})
+        start_recording()
         seed_everything(params.seed)
         log.info("stage %s: start", name)
         yield params
+        check_declared(name)
     except (ParamsError, StageError, FileNotFoundError) as err:
         # One line, not a log record and a copy of it: the flow shows this `error:` line.
         sys.exit(f"error: {err}")
+    finally:
+        stop_recording()
     seconds = time.perf_counter() - start
     log.info("stage %s: done in %.1f s", name, seconds)
     if _timings_path[0] and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 writes
         io.write_json(
             _timings_path[0], {"stage": name, "stage_seconds": round(seconds, 1), **_timings}
         )
+
+
+def check_declared(name: str) -> None:
+    """Fail the stage if it read a params key that its DVC stage does not list (DVC would not re-run
+    it when that key changes). Stage modules only (``python -m pipeline.stages.<module>``)."""
+    from pipeline import dag
+
+    module = _main_module()
+    if module is None:
+        return
+    missing = dag.undeclared(recorded_keys(), dag.declared_params(module))
+    if missing:
+        raise StageError(
+            f"stage {name} read params {', '.join(missing)}, which its DVC stage does not list: "
+            "add them to its Kind's params in pipeline/dag.py and run `python -m pipeline.dag`"
+        )
+
+
+def resolved_params(params: Params) -> dict:
+    """The record of the params a stage's outputs were made with (kept inside model files): the
+    keys its DVC stage lists, i.e. what DVC watches; all of them outside a stage process."""
+    from pipeline import dag
+
+    record = unrecorded_dump(params)
+    module = _main_module()
+    return dag.select(record, dag.declared_params(module)) if module else record
+
+
+def _main_module() -> str | None:
+    """``pipeline.stages.<name>`` when this process runs a stage module, else None."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    module = getattr(spec, "name", "") or ""
+    return module if module.startswith("pipeline.stages.") else None
 
 
 def apply_variant(

@@ -54,7 +54,7 @@ from pipeline.resume import (
     rng_state,
     set_rng_state,
 )
-from pipeline.stage import StageError, record_timing
+from pipeline.stage import StageError, record_timing, resolved_params
 
 log = logging.getLogger("digit.train")
 
@@ -458,7 +458,7 @@ def train_stage(
         *[val_data[k] for k in sorted(val_data)],
     )
     ck = Checkpoints(checkpoints, fp)
-    resolved = params.model_dump(mode="json")
+    resolved = resolved_params(params)
     t0 = time.perf_counter()
     history = train(
         model,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.dag import PROJECT_FILES
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,10 +36,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-# What a checkout of the project holds that the pipeline needs (the rest is generated).
-PROJECT_FILES = [".dvc/config", ".dvc/.gitignore", "dvc.yaml", "params.yaml", "digit", "pipeline"]
 
 
 # Stages run by the tests use one thread (the background smoke run shares the 2 cores with the unit

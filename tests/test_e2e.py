@@ -14,9 +14,12 @@ import yaml
 import zarr
 from conftest import dvc
 
+from pipeline.dag import target
+
 
 def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+    """The stages DVC ran, by name (without their dag/<kind>/dvc.yaml: prefix)."""
+    return {s.split(":")[-1] for s in re.findall(r"Running stage '([^']+)'", output)}
 
 
 @pytest.fixture
@@ -33,7 +36,7 @@ def test_smoke_runs_every_stage(smoke):
     images): features, tokens and labels stay matched row for row. At this scale (1 SSL epoch)
     the trained encoder does not reliably beat the random one, so that is not asserted here."""
     out = (smoke / "first_run.log").read_text()
-    stages = set(dvc(smoke, "stage", "list", "--name-only").split())
+    stages = {s.split(":")[-1] for s in dvc(smoke, "stage", "list", "--all", "--name-only").split()}
     assert ran_stages(out) == stages
     params = yaml.safe_load((smoke / "params.yaml").read_text())
     for k in params["kmeans"]["ks"]:
@@ -210,7 +213,7 @@ def test_retraining_with_the_same_inputs_writes_the_same_bytes(smoke, tmp_path, 
         return {p.relative_to(work).as_posix(): p.read_bytes() for p in files}
 
     before = {rel: digest(rel) for rel in outs}
-    out = dvc(work, "repro", "--force", "--single-item", "--no-run-cache", stage)
+    out = dvc(work, "repro", "--force", "--single-item", "--no-run-cache", target(stage))
     assert ran_stages(out) == {stage}, out
     assert {rel: digest(rel) for rel in outs} == before
     assert "up to date" in dvc(work, "status"), dvc(work, "status")

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from conftest import clone_run, dvc
 
+from pipeline.dag import lock_entries, target
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,11 +49,11 @@ def stage_outs(work: Path) -> set[str]:
 def stage_graph(work: Path) -> nx.DiGraph:
     from dvc.repo import Repo
 
-    from pipeline.flow import stage_name
+    from pipeline.flow import stage_names
 
     with Repo(str(work)) as repo:
         graph = repo.index.graph  # edge: stage -> upstream
-        return nx.relabel_nodes(graph, {s: stage_name(s) for s in graph.nodes})
+        return nx.relabel_nodes(graph, stage_names(graph.nodes))
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,10 @@ def flow_runs(smoke_run, tmp_path_factory, prefect_server) -> dict:
     from pipeline.flow import run
 
     work = clone_run(smoke_run, tmp_path_factory.mktemp("flow") / "work")
-    out: dict = {"work": work, "stages": set(dvc(work, "stage", "list", "--name-only").split())}
+    listed = dvc(
+        work, "stage", "list", "--all", "--name-only"
+    ).split()  # dag/<kind>/dvc.yaml:<name>
+    out: dict = {"work": work, "stages": {s.split(":")[-1] for s in listed}}
     out["skip"] = task_runs(run(work, return_state=True))
 
     out["changed"] = change_one_k(work)
@@ -100,15 +105,15 @@ def flow_runs(smoke_run, tmp_path_factory, prefect_server) -> dict:
     # The next new K's kmeans stage fails before doing anything; the rest of the DAG is unaffected.
     out["bad"] = change_one_k(work)
     out["graph_bad"] = stage_graph(work)
-    out["lock_before"] = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
-    spec = yaml.safe_load((work / "dvc.yaml").read_text())
+    out["lock_before"] = lock_entries(work)
+    spec = yaml.safe_load((work / "dag/kmeans/dvc.yaml").read_text())
     kmeans = spec["stages"]["kmeans"]  # a matrix: the template is the block itself
-    kmeans["cmd"] = f'test "$DVC_STAGE" != {out["bad"]} && {kmeans["cmd"]}'
-    (work / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    kmeans["cmd"] = f'test "$DVC_STAGE" != {target(out["bad"])} && {kmeans["cmd"]}'
+    (work / "dag/kmeans/dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     failed = run(work, return_state=True)
     out["failed_state"] = failed
     out["failed"] = task_runs(failed)
-    out["lock_after"] = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
+    out["lock_after"] = lock_entries(work)
     out["status_after_failure"] = dvc(work, "status")
     return out
 

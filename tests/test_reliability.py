@@ -29,6 +29,7 @@ import yaml
 from conftest import ROOT, copy_project
 from PIL import Image
 
+from pipeline.dag import target
 from pipeline.io import KILL_BEFORE_RENAME
 
 THREADS = {var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
@@ -76,7 +77,7 @@ class Chain:
         set_params(self.c, {"seed": 1})
         self.background = {
             p: subprocess.Popen(
-                ["dvc", "repro", AR],
+                ["dvc", "repro", target(AR)],
                 cwd=p,
                 env=ENV,
                 stdout=open(p / "repro.log", "w"),  # noqa: SIM115 (closed with the process)
@@ -108,7 +109,7 @@ def chain(tmp_path_factory):
 def kill_before_rename(project: Path, stage: str, output: str) -> subprocess.CompletedProcess:
     """`dvc repro stage` whose stage process SIGKILLs itself when `output` is complete under its
     temporary name and not yet renamed (pipeline/io.py): the worst moment for a kill -9."""
-    return dvc_run(project, "repro", stage, **{KILL_BEFORE_RENAME: Path(output).name})
+    return dvc_run(project, "repro", target(stage), **{KILL_BEFORE_RENAME: Path(output).name})
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +119,9 @@ def extract_killed(chain):
     after_kill = {
         "out_exists": (a / "features/feats.zarr").exists(),
         "temporaries": temporaries(a / "features"),
-        "status": dvc_run(a, "status", "extract").stdout,
+        "status": dvc_run(a, "status", target("extract")).stdout,
     }
-    rerun = dvc_run(a, "repro", "extract")
+    rerun = dvc_run(a, "repro", target("extract"))
     return killed, after_kill, rerun
 
 
@@ -147,7 +148,7 @@ def kmeans_killed(chain, extract_killed):
         "temporaries": temporaries(a / "centroids"),
         "metrics": (a / "metrics/kmeans_k8_s0.json").exists(),
     }
-    rerun = dvc_run(a, "repro", "kmeans@8-0")
+    rerun = dvc_run(a, "repro", target("kmeans@8-0"))
     return killed, after_kill, rerun
 
 
@@ -169,7 +170,7 @@ def ar_killed(chain, kmeans_killed):
     checkpoint = a / "checkpoints/ar_k8_s0/last.pt"
     with open(a / "killed.log", "w") as log:
         proc = subprocess.Popen(
-            ["dvc", "repro", AR], cwd=a, env=ENV, stdout=log, stderr=subprocess.STDOUT,
+            ["dvc", "repro", target(AR)], cwd=a, env=ENV, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 300
@@ -185,9 +186,9 @@ def ar_killed(chain, kmeans_killed):
         "step": load_torch(checkpoint)["step"],
         "model": (a / "models/ar_k8_s0.pt").exists(),
         "temporaries": temporaries(a / "models"),
-        "status": dvc_run(a, "status", AR).stdout,
+        "status": dvc_run(a, "status", target(AR)).stdout,
     }
-    rerun = dvc_run(a, "repro", AR)
+    rerun = dvc_run(a, "repro", target(AR))
     return after_kill, rerun
 
 
@@ -200,7 +201,7 @@ def test_kill_during_ar_resumes_from_checkpoint(ar_killed, chain):
     out = rerun.stdout + rerun.stderr
     assert f"ar_k8_s0: resuming from step {after_kill['step']} of 40" in out
     assert not (chain.a / "checkpoints/ar_k8_s0").exists()  # removed once the model is written
-    assert "up to date" in dvc_run(chain.a, "status", AR).stdout
+    assert "up to date" in dvc_run(chain.a, "status", target(AR)).stdout
 
 
 def arrays(project: Path) -> dict[str, np.ndarray]:
@@ -273,7 +274,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
         """`dvc repro ssl` (prepare, then ssl: enough work left after the poll below that it is
         surely still busy), once it runs a stage; else what it printed and how it ended."""
         first = subprocess.Popen(
-            ["dvc", "repro", "ssl@main"], cwd=project, env=ENV, stdout=subprocess.PIPE,
+            ["dvc", "repro", target("ssl@main")], cwd=project, env=ENV, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
         start = time.monotonic()
@@ -294,7 +295,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
         assert not isinstance(first, str), first
     try:
         t0 = time.monotonic()
-        second = dvc_run(project, "repro", "ssl@main")
+        second = dvc_run(project, "repro", target("ssl@main"))
         seconds = time.monotonic() - t0
         out, _ = first.communicate(timeout=120)
     finally:
@@ -307,7 +308,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
     assert "is busy, it is being blocked by" in message or "Unable to acquire lock" in message
     assert "Running stage" not in second.stdout  # DVC checks its locks before running anything
     assert first.returncode == 0, out[-2000:]
-    assert "up to date" in dvc_run(project, "status", "ssl@main").stdout
+    assert "up to date" in dvc_run(project, "status", target("ssl@main")).stdout
     assert temporaries(project / "data") == []
 
 

@@ -28,7 +28,15 @@ from pipeline.checkpoints import save_model
 from pipeline.encoder_files import save_encoder
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, apply_variant, cli, record_timing, resolve_device, stage
+from pipeline.stage import (
+    StageError,
+    apply_variant,
+    cli,
+    record_timing,
+    resolve_device,
+    resolved_params,
+    stage,
+)
 
 log = logging.getLogger("digit.ssl")
 
@@ -136,7 +144,7 @@ def run(
         save_model(random_out, "encoder", config, None, random_init_seed=params.seed)
     seconds = time.perf_counter() - t0
     summary["n_params"] = sum(p.numel() for p in encoder.parameters())
-    save_encoder(out, encoder.cpu(), kwargs, params=params.model_dump(mode="json"), history=summary)
+    save_encoder(out, encoder.cpu(), kwargs, params=resolved_params(params), history=summary)
     record_timing(train_seconds=seconds)  # timings only: no output that a stage reads
     io.write_json(metrics, summary)
     return summary

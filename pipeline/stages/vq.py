@@ -41,6 +41,7 @@ from pipeline.stage import (
     cli,
     record_timing,
     resolve_device,
+    resolved_params,
     stage,
 )
 
@@ -202,7 +203,7 @@ def run(
         dataclasses.asdict(model.cfg),
         model,
         summary["steps"],
-        params=params.model_dump(mode="json"),
+        params=resolved_params(params),
         metrics=summary,
     )
     record_timing(train_seconds=train_seconds)  # timings only: no output that a stage reads
