@@ -30,7 +30,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pipeline.dag import PROJECT_FILES as COPY  # noqa: E402
+from pipeline.dag import copy_project  # noqa: E402
 
 
 def sh(cwd: Path, *cmd: str) -> str:
@@ -52,10 +52,7 @@ def bump(work: Path, key: str) -> None:
 
 def fresh_copy(work: Path, preset: str | None) -> None:
     """The project's code and params in ``work``, a git checkout with one commit, no outputs."""
-    for name in COPY:
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
-        copy(ROOT / name, work / name)
+    copy_project(ROOT, work)
     sh(work, "git", "init", "-q")
     # dvclive (the training curves) needs a commit to start from, as in any real checkout.
     git = ["git", "-c", "user.name=digit", "-c", "user.email=d@localhost"]

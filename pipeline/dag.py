@@ -60,31 +60,26 @@ INFRASTRUCTURE = {
 
 
 @dataclass(frozen=True)
-class In:
+class Path_:
+    """A path argument of a stage; its class says what the stage does with it."""
+
+    path: str
+
+
+class In(Path_):
     """A path the stage reads: a dep."""
 
-    path: str
 
-
-@dataclass(frozen=True)
-class Out:
+class Out(Path_):
     """A path the stage writes, kept in DVC's cache (models, tokens, samples)."""
 
-    path: str
 
-
-@dataclass(frozen=True)
-class Keep:
+class Keep(Path_):
     """A small file the stage writes, kept in git (``cache: false``): metrics, figures, timings."""
 
-    path: str
 
-
-@dataclass(frozen=True)
-class Live:
+class Live(Path_):
     """A dvclive folder: its metrics.json and its curves (plots) stay in git."""
-
-    path: str
 
 
 Arg = str | In | Out | Keep | Live
@@ -159,6 +154,15 @@ VQ_PARAMS = (
     "encoder.layer",
     "vq",
 )
+STABILITY_PARAMS = (
+    "seed",
+    "device",
+    "encoder.name",
+    "ssl.objective",
+    "ssl.noise_aug",
+    "kmeans.spherical",
+    "stability",
+)
 SEARCH_PARAMS = (
     "seed",
     "device",
@@ -175,9 +179,11 @@ REPORTS = (
     *(f"reports/{name}.{ext}" for name in (
         "table1_stability", "table2_probe", "table3_unconditional", "table4_conditional",
         "ablation_tokenizer", "ablation_k", "ablation_encoder", "encoder", "sampling_sweeps", "toy",
+        "stability_vs_generation",
     ) for ext in ("md", "csv")),
     *(f"reports/figures/{name}.png" for name in (
         "stability", "probe_per_layer", "sampling_sweeps", "fig1_probe_vs_fid", "loss_curves",
+        "stability_vs_generation",
     )),
 )  # fmt: skip
 
@@ -195,21 +201,15 @@ KINDS: tuple[Kind, ...] = (
         "ssl",
         "ssl",
         {
-            "variant": KEY,
             "images": IMAGES,
-            "out": Out("models/${item.out}.pt"),
-            "random_out": Out("models/${item.out}_random.pt"),
-            "metrics": Keep("metrics/${item.metrics}.json"),
+            "out": Out("models/encoder.pt"),
+            "random_out": Out("models/encoder_random.pt"),
+            "metrics": Keep("metrics/ssl.json"),
         },
         ("seed", "device", "data.image_size", "data.channels", "encoder", "ssl"),
-        "timings/ssl_${key}.json",
-        doc="Encoders: the main one (SimCLR) and the control without noise augmentation (Table 1).",
-        loop={
-            "foreach": {
-                "main": {"out": "encoder", "metrics": "ssl"},
-                "nonoise": {"out": "encoder_nonoise", "metrics": "ssl_nonoise"},
-            }
-        },
+        "timings/ssl.json",
+        doc="The main encoder (SimCLR) and its random-weights twin; other encoders are rows of "
+        "params `encoders` (the `_enc` kinds).",
     ),
     Kind(
         "extract",
@@ -360,7 +360,8 @@ KINDS: tuple[Kind, ...] = (
             "path.large_steps_factor",
         ),
         f"timings/ar_variant_{KEY}.json",
-        doc="Token-model variants: class-conditional DiGIT and VQ, Fig. 3(a)'s path.",
+        doc="Token-model variants: class-conditional DiGIT and VQ, Fig. 3(a)'s path, and the "
+        "token model over the noise-trained VQ's codes (a tokenizer row of claim 6).",
         loop={
             "foreach": {
                 "cond": {
@@ -386,6 +387,12 @@ KINDS: tuple[Kind, ...] = (
                     "conditioning": "none",
                     "tokens": f"disc_k{MAIN_K}_s{SEED}",
                     "variant": "large",
+                },
+                "vq_noise": {
+                    "name": "vq_noise",
+                    "conditioning": "none",
+                    "tokens": "vq_noise",
+                    "variant": "main",
                 },
             }
         },
@@ -552,26 +559,61 @@ KINDS: tuple[Kind, ...] = (
         },
     ),
     Kind(
+        "generate_untruncated",
+        "generate",
+        {
+            "source": "sample",
+            "name": f"digit_k{K}_untruncated_s{S}",
+            "seed": S,
+            "variant": "untruncated",
+            "token_model": In(f"models/ar_k{K}_s{S}.pt"),
+            "renderer": In(f"models/renderer_k{K}_ar_s{S}.pt"),
+            "vq": In(f"models/vq_s{S}.pt"),
+            "images": IMAGES,
+            **sampled(f"digit_k{K}_untruncated_s{S}"),
+        },
+        ("device", *GENERATE_PARAMS, "generate.token_model", "generate.renderer_ar", "evaluate"),
+        f"timings/generate_untruncated_{K}_{S}.json",
+        doc="Matched sampling: DiGIT at every K sampled untruncated at every step, every sample "
+        "seed (Table 3's fair rows at the main K, the K ablation and claim 6 at every K).",
+        loop=KS_BY_SAMPLE_SEEDS,
+    ),
+    Kind(
         "generate_digit",
         "generate",
         {
             "source": "sample",
-            "name": f"digit_k{MAIN_K}_${{item.how}}_s{S}",
-            "seed": S,
-            "variant": "${item.how}",
+            "name": f"digit_k{MAIN_K}_selected_s{ITEM}",
+            "seed": ITEM,
+            "variant": "selected",
             "sampling": In("metrics/sampling_digit.json"),
-            "token_model": In(f"models/ar_k{MAIN_K}_s{S}.pt"),
-            "renderer": In(f"models/renderer_k{MAIN_K}_ar_s{S}.pt"),
-            "vq": In(f"models/vq_s{S}.pt"),
+            "token_model": In(f"models/ar_k{MAIN_K}_s{ITEM}.pt"),
+            "renderer": In(f"models/renderer_k{MAIN_K}_ar_s{ITEM}.pt"),
+            "vq": In(f"models/vq_s{ITEM}.pt"),
             "images": IMAGES,
-            **sampled(f"digit_k{MAIN_K}_${{item.how}}_s{S}"),
+            **sampled(f"digit_k{MAIN_K}_selected_s{ITEM}"),
         },
         ("device", *GENERATE_PARAMS, "generate.token_model", "generate.renderer_ar", "evaluate"),
-        f"timings/generate_digit_${{item.how}}_{S}.json",
-        doc="The fair comparison (Table 3, claim 2): DiGIT at the main K sampled untruncated at "
-        "every step, and at the setting its own sampling search chose on train images "
-        "(`sampling_digit`; the untruncated sets read no search file but share the kind).",
-        loop={"matrix": {"how": ["untruncated", "selected"], "seed": "${sample_seeds}"}},
+        f"timings/generate_digit_{ITEM}.json",
+        doc="The fair comparison (Table 3, claim 2): DiGIT at the main K sampled at the setting "
+        "its own sampling search chose on train images (`sampling_digit`), every sample seed.",
+        loop={"foreach": "${sample_seeds}"},
+    ),
+    Kind(
+        "generate_vq_noise",
+        "generate",
+        {
+            "source": "sample",
+            "name": "vq_noise_untruncated",
+            "variant": "untruncated",
+            "token_model": In("models/ar_vq_noise.pt"),
+            "vq": In("models/vq_noise.pt"),
+            "images": IMAGES,
+            **sampled("vq_noise_untruncated"),
+        },
+        ("seed", "device", *GENERATE_PARAMS, "generate.token_model", "evaluate"),
+        "timings/generate_vq_noise.json",
+        doc="The noise-trained VQ's samples, untruncated (claim 6), decoded by its own decoder.",
     ),
     Kind(
         "generate_vq",
@@ -736,6 +778,20 @@ KINDS: tuple[Kind, ...] = (
         loop={"foreach": "${seeds}"},
     ),
     Kind(
+        "probe_vq_noise",
+        "probe",
+        {
+            "name": "vq_noise",
+            "model": In("models/ar_vq_noise.pt"),
+            "tokens": In("tokens/vq_noise.zarr"),
+            "images": IMAGES,
+            "metrics": Keep("metrics/probe_vq_noise.json"),
+        },
+        ("seed", "device", "probe"),
+        "timings/probe_vq_noise.json",
+        doc="The probe of the token model over the noise-trained VQ's codes (claim 6).",
+    ),
+    Kind(
         "ssl_enc",
         "ssl",
         {
@@ -847,12 +903,13 @@ KINDS: tuple[Kind, ...] = (
         "generate",
         {
             "source": "sample",
-            "name": f"{KEY}_k{MAIN_K}_ar",
+            "name": f"{KEY}_k{MAIN_K}_untruncated",
+            "variant": "untruncated",
             "token_model": In(f"models/ar_{KEY}.pt"),
             "renderer": In(f"models/renderer_{KEY}_ar.pt"),
             "vq": In(f"models/vq_s{SEED}.pt"),
             "images": IMAGES,
-            **sampled(f"{KEY}_k{MAIN_K}_ar"),
+            **sampled(f"{KEY}_k{MAIN_K}_untruncated"),
         },
         (
             "seed",
@@ -883,26 +940,47 @@ KINDS: tuple[Kind, ...] = (
         "stability",
         "stability",
         {
+            "tokenizer": f"k{ITEM}",
             "images": IMAGES,
             "encoder": In("models/encoder.pt"),
-            "centroids": In(f"centroids/k{MAIN_K}_s{SEED}.npy"),
-            "vq": In(f"models/vq_s{SEED}.pt"),
-            "encoder_nonoise": In("models/encoder_nonoise.pt"),
-            "vq_noise": In("models/vq_noise.pt"),
-            "metrics": Keep("metrics/stability.json"),
+            "centroids": In(f"centroids/k{ITEM}_s{SEED}.npy"),
+            "metrics": Keep(f"metrics/stability_k{ITEM}.json"),
         },
-        (
-            "seed",
-            "device",
-            "encoder.name",
-            "kmeans.main_k",
-            *KMEANS_FIT,
-            "extract.batch_size",
-            "ssl.noise_aug",
-            "stability",
-        ),
-        "timings/stability.json",
-        doc="Table 1: how many tokens change under pixel perturbations, per tokenizer.",
+        STABILITY_PARAMS,
+        f"timings/stability_{ITEM}.json",
+        doc="Table 1: how many tokens change under pixel perturbations, one stage per tokenizer: "
+        "the main encoder's K-Means at each K (main seed) ...",
+        loop={"foreach": "${kmeans.ks}"},
+    ),
+    Kind(
+        "stability_enc",
+        "stability",
+        {
+            "tokenizer": KEY,
+            "row": KEY,
+            "images": IMAGES,
+            "encoder": In(f"models/encoder_{KEY}.pt"),
+            "centroids": In(f"centroids/{KEY}_k{MAIN_K}.npy"),
+            "metrics": Keep(f"metrics/stability_{KEY}.json"),
+        },
+        (*STABILITY_PARAMS, "encoder", "ssl", f"encoders.{KEY}"),
+        f"timings/stability_enc_{KEY}.json",
+        doc="... each row of params `encoders` ...",
+        loop=ENCODER_ROWS,
+    ),
+    Kind(
+        "stability_vq",
+        "stability",
+        {
+            "tokenizer": KEY,
+            "images": IMAGES,
+            "vq": In("models/${item.model}.pt"),
+            "metrics": Keep(f"metrics/stability_{KEY}.json"),
+        },
+        ("seed", "device", "stability"),
+        f"timings/stability_vq_{KEY}.json",
+        doc="... and the VQ autoencoders (main seed; the one trained with noise augmentation).",
+        loop={"foreach": {"vq": {"model": f"vq_s{SEED}"}, "vq_noise": {"model": "vq_noise"}}},
     ),
     Kind(
         "toy",
@@ -1257,6 +1335,21 @@ def stale(root: Path = ROOT) -> list[str]:
         if rel not in files:
             diffs.append(f"{rel}: no longer declared in pipeline/dag.py (delete it)\n")
     return diffs
+
+
+def copy_project(src: Path, dst: Path) -> None:
+    """The files a checkout needs to run the DAG (``PROJECT_FILES``), from ``src`` to ``dst``,
+    without any run's results: no dvc.lock, no __pycache__."""
+    import shutil
+
+    for name in PROJECT_FILES:
+        out = dst / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if (src / name).is_dir():
+            skip = shutil.ignore_patterns("__pycache__", "dvc.lock")
+            shutil.copytree(src / name, out, ignore=skip)
+        else:
+            shutil.copy2(src / name, out)
 
 
 def target(name: str) -> str:

@@ -188,7 +188,7 @@ class SSLParams(Section):
 
 ENCODER_KEY = re.compile(r"^[a-z][a-z0-9]*$")
 # Stems of the main branch's own files that an encoder key would collide with (pipeline/sets.py).
-RESERVED_KEYS = {"main", "nonoise", "random", "vq", "digit", "gt"}
+RESERVED_KEYS = {"main", "random", "vq", "digit", "gt"}
 
 
 class RowError(ValueError):
@@ -210,6 +210,7 @@ class EncoderRow(Section):
     input_size: PosInt | None = None
     width: PosInt | None = None
     objective: Literal[SSL_OBJECTIVES] | None = None  # type: ignore[valid-type]
+    noise_aug: bool | None = None  # replaces ssl.noise_aug (Table 1's control: trained without it)
 
     def apply(self, encoder: EncoderParams, ssl: SSLParams) -> tuple[EncoderParams, SSLParams]:
         fields = ("name", "weights", "layer", "input_size", "width")
@@ -225,7 +226,10 @@ class EncoderRow(Section):
                 "(cnn_small) or drop the row (encoders: {} runs none)"
             )
         objective = self.objective or ("none" if enc.frozen else ssl.objective)
-        return enc, ssl.model_copy(update={"objective": objective})
+        update = {"objective": objective}
+        if self.noise_aug is not None:
+            update["noise_aug"] = self.noise_aug
+        return enc, ssl.model_copy(update=update)
 
 
 class ExtractParams(Section):

@@ -51,6 +51,7 @@ VQ_MODEL = "vq"  # the AR model over VQ tokens, unconditional
 # model + renderer), the "+ longer training" row beside DiGIT's; along ``sample_seeds``.
 VQ_LONG_MODEL = "vq_long"
 VQ_COND_MODEL = "vq_cond"  # ... class-conditional
+VQ_NOISE_MODEL = "vq_noise"  # the AR model over the codes of the VQ trained with noise (main seed)
 # The AR model over the K-Means tokens (main K) of encoder-axis row <key> is named <key> itself.
 
 
@@ -93,12 +94,15 @@ def seed_axis(name: str) -> str:
 
 PREPARE = "prepare"
 SSL = "ssl"  # the main (SimCLR) encoder's training
-SSL_NONOISE = "ssl_nonoise"  # ... without noise augmentation (Table 1 control)
 ENCODER = "encoder"  # the main encoder's k-NN evaluation
 VQ = "vq"  # the VQ autoencoder, one per entry of ``seeds`` (vq_s<seed>)
 VQ_NOISE = "vq_noise"  # ... trained with the encoder's noise augmentation (Table 1 control)
 EVALNET = "evalnet"
-STABILITY = "stability"
+
+
+def stability(tokenizer: str) -> str:
+    """Table 1's measurements of one tokenizer (``tokenizer_rows``)."""
+    return f"stability_{tokenizer}"
 
 
 # --- the sampling search: each side of the generation comparison, searched alike -----------------
@@ -174,7 +178,7 @@ def gen(set_name: str) -> str:
 
 def probe_models(ks: list[int], encoders: list[str]) -> list[str]:
     """Every token model the DAG probes (Table 2, Fig. 3(b), Fig. 4a), in table order."""
-    return [disc_model(k) for k in ks] + [VQ_MODEL, *encoders]
+    return [disc_model(k) for k in ks] + [VQ_MODEL, VQ_NOISE_MODEL, *encoders]
 
 
 def seeded_models(ks: list[int]) -> set[str]:
@@ -272,8 +276,35 @@ def gt_set(k: int, kind: Literal["ar", "maskgit"]) -> str:
 
 
 def encoder_set(key: str, k: int) -> str:
-    """The samples of encoder-axis row ``key`` (its tokens at the main K ``k``)."""
-    return f"{key}_k{k}_ar"
+    """The samples of encoder-axis row ``key`` (its tokens at the main K ``k``), untruncated at
+    every sampling step like every row it is compared with."""
+    return f"{key}_k{k}_untruncated"
+
+
+VQ_NOISE_SET = "vq_noise_untruncated"  # the noise-trained VQ's token model, untruncated
+
+
+# --- tokenizers: the rows of every comparison of tokenizers (Table 1, claim 6) -------------------
+
+
+@dataclass(frozen=True)
+class TokenizerRow:
+    name: str  # its Table 1 file: stability_<name>
+    family: Literal["kmeans", "row", "vq"]  # main encoder + K-Means | an `encoders` row | VQ
+    probe_model: str  # probe_<probe_model>
+    sample_set: str  # untruncated at every sampling step: the matched sampling of every row
+    k: int | None
+
+
+def tokenizer_rows(ks: list[int], main_k: int, encoders: list[str]) -> list[TokenizerRow]:
+    """Every tokenizer the run builds, in table order: the main encoder's K-Means at each K, each
+    row of ``encoders`` (at the main K), the VQ autoencoder and the VQ trained with noise."""
+    return [
+        *(TokenizerRow(f"k{k}", "kmeans", disc_model(k), untruncated_set(k), k) for k in ks),
+        *(TokenizerRow(key, "row", key, encoder_set(key, main_k), main_k) for key in encoders),
+        TokenizerRow(VQ_MODEL, "vq", VQ_MODEL, vq_set(), None),
+        TokenizerRow(VQ_NOISE_MODEL, "vq", VQ_NOISE_MODEL, VQ_NOISE_SET, None),
+    ]
 
 
 def sample_sets(ks: list[int], main_k: int, encoders: list[str]) -> dict[str, SampleSet]:
@@ -360,8 +391,26 @@ def sample_sets(ks: list[int], main_k: int, encoders: list[str]) -> dict[str, Sa
         "vq_long": f"AR over VQ tokens, {PATH_LONG_LABEL} (DiGIT's training compute)",
         "digit": f"DiGIT (+VQ AR renderer), K={m}",
     }
+
+    def untruncated(k: int) -> SampleSet:
+        """DiGIT at a K other than the main one, untruncated at every step (the K ablation)."""
+        return SampleSet(
+            name=untruncated_set(k),
+            label=f"DiGIT (+VQ AR renderer), K={k}, untruncated",
+            source="sample",
+            tokens="disc",
+            k=k,
+            token_model=disc_model(k),
+            renderer=renderer_name("disc", k, "ar"),
+            conditional=False,
+            table=None,
+            seeded=True,
+            how="untruncated",
+        )
+
     sets = [
         *(side(x, how, side_labels[x]) for x in ("vq", "vq_long", "digit") for how in HOWS),
+        *(untruncated(k) for k in ks if k != m),
         *(
             digit(k, "ar", False, f"DiGIT (+VQ AR renderer), K={k}, the paper's sampling")
             for k in ks
@@ -392,7 +441,8 @@ def sample_sets(ks: list[int], main_k: int, encoders: list[str]) -> dict[str, Sa
         *(
             SampleSet(
                 name=encoder_set(key, m),
-                label=f"DiGIT over the tokens of encoder {key!r} (+VQ AR renderer), K={m}",
+                label=f"DiGIT over the tokens of encoder {key!r} (+VQ AR renderer), K={m}, "
+                "untruncated",
                 source="sample",
                 tokens=key,
                 k=m,
@@ -400,8 +450,21 @@ def sample_sets(ks: list[int], main_k: int, encoders: list[str]) -> dict[str, Sa
                 renderer=renderer_name(key, m, "ar"),
                 conditional=False,
                 table=None,
+                how="untruncated",
             )
             for key in encoders
+        ),
+        SampleSet(
+            name=VQ_NOISE_SET,
+            label="AR over the codes of the VQ trained with noise augmentation, untruncated",
+            source="sample",
+            tokens="vq_noise",
+            k=None,
+            token_model=VQ_NOISE_MODEL,
+            renderer=None,
+            conditional=False,
+            table=None,
+            how="untruncated",
         ),
     ]
     return {s.name: s for s in sets}

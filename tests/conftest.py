@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dag import PROJECT_FILES
+from pipeline.dag import copy_project as copy_project_files
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -55,13 +55,7 @@ def dvc(cwd: Path, *args: str) -> str:
 
 def copy_project(dst: Path, preset: str | None = "smoke") -> Path:
     """A fresh git checkout of the project at `dst`, with `preset` applied to params.yaml."""
-    for name in PROJECT_FILES:
-        src, out = ROOT / name, dst / name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, out, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, out)
+    copy_project_files(ROOT, dst)
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     # dvclive (the training curves) needs a commit to start from, as in any real checkout.
     git_id = ["-c", "user.name=digit", "-c", "user.email=digit@localhost"]

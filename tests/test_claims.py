@@ -23,6 +23,13 @@ from pipeline.report.claims import (
 from pipeline.report.metrics import Metrics, MissingMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
+PARAMS = P.load(ROOT / "params.yaml").model_copy(
+    update={
+        "kmeans": P.load(ROOT / "params.yaml").kmeans.model_copy(
+            update={"ks": [8, 16, 32], "main_k": 16}
+        )
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +49,46 @@ GAUSS = [{"kind": "gaussian", "label": f"SNR {s} dB", "value": s} for s in (30, 
 OTHER = [{"kind": "salt_pepper", "label": "s&p", "value": 0.05}]
 
 
+# The tests' names for the tokenizers -> their rows in params (main K 16; `encoders`' nonoise row).
+TOKENIZER = {"disc": "k16", "disc_nonoise": "nonoise", "vq": "vq", "vq_noise": "vq_noise"}
+
+
 def stability(**token_change: list[float]) -> Metrics:
-    toks = {name: {"token_change": tc} for name, tc in token_change.items()}
-    return metrics(**{sets.STABILITY: {"perturbations": GAUSS + OTHER, "tokenizers": toks}})
+    """One stability file per tokenizer, as the stability stages write them."""
+    files = {
+        sets.stability(TOKENIZER[name]): {
+            "perturbations": GAUSS + OTHER,
+            "protocol": "p",
+            "describe": name,
+            "token_change": tc,
+        }
+        for name, tc in token_change.items()
+    }
+    return metrics(**files)
 
 
 def test_stability_supported_with_every_control():
     v = claim_stability(
+        PARAMS,
         stability(
             disc=[0.0, 0.1, 0.2, 0.1],
             disc_nonoise=[0.1, 0.2, 0.3, 0.2],
             vq=[0.2, 0.3, 0.5, 0.4],
             vq_noise=[0.1, 0.2, 0.4, 0.3],
-        )
+        ),
     )
     assert v.verdict == "supported", v.evidence
     assert "3/3 SNRs" in v.evidence and "fewer changes in 1/1" in v.evidence
 
 
 def test_stability_not_supported_when_the_main_encoder_loses_one_snr():
-    v = claim_stability(stability(disc=[0.0, 0.1, 0.6, 0.1], vq=[0.2, 0.3, 0.5, 0.4]))
+    v = claim_stability(PARAMS, stability(disc=[0.0, 0.1, 0.6, 0.1], vq=[0.2, 0.3, 0.5, 0.4]))
     assert v.verdict == "not supported"
     assert "2/3 SNRs" in v.evidence
 
 
 def test_stability_a_tie_is_not_a_win():
-    v = claim_stability(stability(disc=[0.2, 0.3, 0.5, 0.1], vq=[0.2, 0.3, 0.5, 0.4]))
+    v = claim_stability(PARAMS, stability(disc=[0.2, 0.3, 0.5, 0.1], vq=[0.2, 0.3, 0.5, 0.4]))
     assert v.verdict == "not supported"
 
 
@@ -82,19 +103,21 @@ def test_stability_a_tie_is_not_a_win():
     ids=["disc_nonoise_loses", "vq_noise_wins"],
 )
 def test_stability_partly_supported_when_a_control_fails(control):
-    v = claim_stability(stability(disc=[0.0, 0.1, 0.2, 0.1], vq=[0.2, 0.3, 0.5, 0.4], **control))
+    v = claim_stability(
+        PARAMS, stability(disc=[0.0, 0.1, 0.2, 0.1], vq=[0.2, 0.3, 0.5, 0.4], **control)
+    )
     assert v.verdict == "partly supported", v.evidence
 
 
 def test_stability_partly_supported_outside_the_augmentation():
     """Fewer changes under Gaussian noise but more under salt-and-pepper: partly."""
-    v = claim_stability(stability(disc=[0.0, 0.1, 0.2, 0.5], vq=[0.2, 0.3, 0.5, 0.4]))
+    v = claim_stability(PARAMS, stability(disc=[0.0, 0.1, 0.2, 0.5], vq=[0.2, 0.3, 0.5, 0.4]))
     assert v.verdict == "partly supported"
 
 
 def test_stability_not_tested():
-    assert claim_stability(metrics()).verdict == "not tested"
-    assert claim_stability(stability(disc=[0.0, 0.1, 0.2, 0.1])).verdict == "not tested"
+    assert claim_stability(PARAMS, metrics()).verdict == "not tested"
+    assert claim_stability(PARAMS, stability(disc=[0.0, 0.1, 0.2, 0.1])).verdict == "not tested"
 
 
 # ------------------------------------------ claims 2-4: paired over seeds, files as the DAG writes
@@ -327,7 +350,7 @@ def premise_metrics(
     }
     files = {
         sets.ENCODER: encoder or good,
-        sets.encoder_of("mae"): good,
+        **{sets.encoder_of(key): good for key in params.encoders},
         sets.tokens(k): {"trained": {"token_probe_top1": 0.9}, "random": {"token_probe_top1": 0.8}},
         sets.gen(sets.gt_set(k, "ar")): {"fid": gt_fid, "source_top1": 0.95},
         sets.gen(sets.VQ_RECON_SET): {"fid": recon_fid, "source_top1": recon_top1},
@@ -357,7 +380,7 @@ def test_a_weak_renderer_voids_what_it_could_cause(tmp_path, params, verdict):
     """DiGIT not ahead with a renderer far from its bound: the renderer may be why."""
     checks = premises(params, premise_metrics(tmp_path, params, gt_fid=12.0, recon_fid=5.0))
     failed = [p for p in checks if not p.passed]
-    assert len(failed) == 1 and "2.40x" in failed[0].evidence and failed[0].gates == (2, 4)
+    assert len(failed) == 1 and "2.40x" in failed[0].evidence and failed[0].gates == (2, 4, 6)
     v = gate(Verdict("c", verdict, "FID 1 vs 2", SAMPLES), 2, checks)
     assert v.verdict == "untestable here"
     assert "renderer" in v.evidence and f"would say {verdict}: FID 1 vs 2" in v.evidence
@@ -379,7 +402,7 @@ def test_a_poor_vq_reconstruction_gates_the_sample_claims(tmp_path, params):
     digits (evalnet top-1 0.80 against 0.98 on the originals) voids the sample-based verdicts."""
     checks = premises(params, premise_metrics(tmp_path, params, recon_top1=0.80))
     (poor,) = [p for p in checks if not p.passed]
-    assert "0.800 vs 0.980" in poor.evidence and poor.gates == (2, 4)
+    assert "0.800 vs 0.980" in poor.evidence and poor.gates == (2, 4, 6)
     assert gate(Verdict("c", "supported", "e", SAMPLES), 2, checks).verdict == "untestable here"
     assert gate(Verdict("c", "supported", "e", PROBE), 4, checks).verdict == "supported"
 
@@ -403,7 +426,7 @@ def test_encoder_below_pixels_is_reported_but_gates_nothing(tmp_path, params):
 def test_too_few_samples_for_fid(tmp_path, params):
     checks = premises(params, premise_metrics(tmp_path, params, n_gen=200))
     (few,) = [p for p in checks if not p.passed]
-    assert "200 generated images" in few.evidence and few.gates == (2, 4)
+    assert "200 generated images" in few.evidence and few.gates == (2, 4, 6)
     v = gate(Verdict("c", "supported", "e", SAMPLES), 2, checks)
     assert v.verdict == "untestable here"
 

@@ -122,9 +122,15 @@ REPORT_READS = ["renderer.align_kernel", "encoders", "ssl.objective"]
 
 @pytest.mark.parametrize("key", REPORT_READS)
 def test_the_report_fails_when_its_kind_forgets_a_key_it_reads(tmp_path, key, root):
-    """The report stage on the committed metrics, with one key its report prints taken out of its
-    declaration: the stage fails naming the key (the report once printed renderer.align_kernel and
-    the encoders rows without listing them)."""
+    """The report stage on a full set of metrics files, with one key its report prints taken out
+    of its declaration: the stage fails naming the key (the report once printed
+    renderer.align_kernel and the encoders rows without listing them)."""
+    from test_report import fake_metrics
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    fake_metrics(metrics, disc_change=0.1, disc_fid=5.0, disc_probe=0.8)
+    (tmp_path / "dvclive").mkdir()
     report = next(k for k in dag.KINDS if k.name == "report")
     assert key in report.params
     script = (
@@ -132,11 +138,18 @@ def test_the_report_fails_when_its_kind_forgets_a_key_it_reads(tmp_path, key, ro
         "from pipeline import dag\n"
         "report = next(k for k in dag.KINDS if k.name == 'report')\n"
         f"dag.KINDS = (report.__class__(**{{**report.__dict__, 'params': tuple(p for p in report.params if p != {key!r})}}),)\n"
-        "sys.argv = ['report', '--metrics', 'metrics', '--live', 'dvclive', '--out', sys.argv[1]]\n"
+        "sys.argv = ['report', '--metrics', sys.argv[2], '--live', sys.argv[3], '--out', sys.argv[1]]\n"
         "runpy.run_module('pipeline.stages.report', run_name='__main__', alter_sys=True)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "reports")],
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(tmp_path / "reports"),
+            str(metrics),
+            str(tmp_path / "dvclive"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

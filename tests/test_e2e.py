@@ -91,7 +91,11 @@ def test_smoke_generative_outputs(smoke):
         for x in ("vq", "vq_long", f"digit_k{main}")
         for how in ("untruncated", "selected")
     ]
-    sets = [f"{x}_s{s}" for x in [*(f"digit_k{k}_ar" for k in ks), *fair] for s in sample_seeds]
+    per_k = [
+        f"digit_k{k}_{how}" for k in ks for how in ("ar", "untruncated") if k != main or how == "ar"
+    ]
+    sets = [f"{x}_s{s}" for x in [*per_k, *fair] for s in sample_seeds]
+    sets += [f"{row}_k{main}_untruncated" for row in params["encoders"]] + ["vq_noise_untruncated"]
     sets += [f"digit_k{main}_{v}" for v in ("maskgit", "cond_ar", "cond_maskgit")]
     sets += [f"digit_k{main}_{v}_ar" for v in ("long", "large")]
     sets += ["vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]
@@ -134,11 +138,19 @@ def test_smoke_generative_outputs(smoke):
 def test_smoke_stability_and_sampling(smoke):
     """Relations that hold at any scale: more noise changes more tokens, for every tokenizer and
     control; every sampling setting gives other samples, hence another FID."""
-    st = metrics(smoke, "stability")
-    assert set(st["tokenizers"]) == {"disc", "disc_nonoise", "vq", "vq_noise"}
-    snr = {p["value"]: i for i, p in enumerate(st["perturbations"]) if p["kind"] == "gaussian"}
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    tokenizers = [
+        *(f"k{k}" for k in params["kmeans"]["ks"]),
+        *params["encoders"],
+        "vq",
+        "vq_noise",
+    ]
+    files = {name: metrics(smoke, f"stability_{name}") for name in tokenizers}
+    perts = files["vq"]["perturbations"]
+    assert all(f["perturbations"] == perts for f in files.values())  # the same draws for all
+    snr = {p["value"]: i for i, p in enumerate(perts) if p["kind"] == "gaussian"}
     low, high = snr[min(snr)], snr[max(snr)]  # SNR 5 vs 20 dB
-    for name, t in st["tokenizers"].items():
+    for name, t in files.items():
         assert t["token_change"][low] > t["token_change"][high], name  # measured by 0.09-0.14
         assert t["cos_quantized"][low] < t["cos_quantized"][high], name
     params = yaml.safe_load((smoke / "params.yaml").read_text())

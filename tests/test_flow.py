@@ -138,7 +138,9 @@ def test_changed_branch_runs_and_the_rest_skips(flow_runs):
         "ar",
         "renderer",
         "generate",
+        "generate_untruncated",
         "probe",
+        "stability",
     )
     per_k_seed = {
         "kmeans": "seeds",
@@ -147,6 +149,7 @@ def test_changed_branch_runs_and_the_rest_skips(flow_runs):
         "probe": "seeds",
         "renderer": "sample_seeds",
         "generate": "sample_seeds",
+        "generate_untruncated": "sample_seeds",
     }
     expected = {f"{s}@{k}" for s in per_k if s not in per_k_seed}
     expected |= {f"{s}@{k}-{seed}" for s, axis in per_k_seed.items() for seed in params[axis]}

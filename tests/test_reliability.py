@@ -274,7 +274,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
         """`dvc repro ssl` (prepare, then ssl: enough work left after the poll below that it is
         surely still busy), once it runs a stage; else what it printed and how it ended."""
         first = subprocess.Popen(
-            ["dvc", "repro", target("ssl@main")], cwd=project, env=ENV, stdout=subprocess.PIPE,
+            ["dvc", "repro", target("ssl")], cwd=project, env=ENV, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
         start = time.monotonic()
@@ -295,7 +295,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
         assert not isinstance(first, str), first
     try:
         t0 = time.monotonic()
-        second = dvc_run(project, "repro", target("ssl@main"))
+        second = dvc_run(project, "repro", target("ssl"))
         seconds = time.monotonic() - t0
         out, _ = first.communicate(timeout=120)
     finally:
@@ -308,7 +308,7 @@ def test_two_repro_at_once_second_fails_on_the_lock(tmp_path):
     assert "is busy, it is being blocked by" in message or "Unable to acquire lock" in message
     assert "Running stage" not in second.stdout  # DVC checks its locks before running anything
     assert first.returncode == 0, out[-2000:]
-    assert "up to date" in dvc_run(project, "status", target("ssl@main")).stdout
+    assert "up to date" in dvc_run(project, "status", target("ssl")).stdout
     assert temporaries(project / "data") == []
 
 

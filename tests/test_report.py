@@ -89,6 +89,23 @@ def dag_metrics(d: Path, params: P.Params) -> None:
         write(d, enc, {"knn_top1": scores, "protocol": "p", "probe_top1": scores})
     for side in sets.SIDES:
         write(d, sets.sampling(side), search(side))
+    for t in sets.tokenizer_rows(ks, main, encoders):
+        write(d, sets.stability(t.name), stability_file(0.2))
+
+
+PERTS = [{"kind": "gaussian", "label": f"SNR {s} dB", "value": s} for s in (30, 20, 5)]
+
+
+def stability_file(change: float) -> dict:
+    """One tokenizer's Table 1 file (its token change the same at every SNR)."""
+    return {
+        "describe": "x",
+        "protocol": "p",
+        "perturbations": PERTS,
+        "token_change": [change] * 3,
+        "cos_quantized": [0.9] * 3,
+        "cos_features": [0.9] * 3,
+    }
 
 
 JITTER = (0.0, 0.02, -0.01, 0.01)  # seed-to-seed spread, the same on both sides of a comparison
@@ -107,25 +124,8 @@ def fake_metrics(
     params = P.validate(raw | ({"encoders": encoders} if encoders is not None else {}))
     k = params.kmeans.main_k
     dag_metrics(d, params)
-    perts = [{"kind": "gaussian", "label": f"SNR {s} dB", "value": s} for s in (30, 20, 5)]
-
-    def tok(c):
-        return {
-            "describe": "x",
-            "token_change": [c] * 3,
-            "cos_quantized": [0.9] * 3,
-            "cos_features": [0.9] * 3,
-        }
-
-    write(
-        d,
-        "stability",
-        {
-            "protocol": "p",
-            "perturbations": perts,
-            "tokenizers": {"disc": tok(disc_change), "vq": tok(0.3)},
-        },
-    )
+    write(d, sets.stability(f"k{k}"), stability_file(disc_change))
+    write(d, sets.stability(sets.VQ_MODEL), stability_file(0.3))
     gen = {"extractor": "evalnet", "n_gen": 500}
     for how in sets.HOWS:  # the fair comparison: every side both ways
         for side in ("vq", "vq_long"):
@@ -190,7 +190,7 @@ def test_report_writes_every_declared_output(tmp_path):
         for tk, tp, f in ((8, 1.0, 4.0), (0, 1.0, 5.0), (0, 0.8, 3.0))
     ]
     write(m, sets.sampling("vq"), search("vq", rows))
-    write(m, f"gen_mae_k{k}_ar", {"fid": 30.0, "isc_mean": 1.5})
+    write(m, sets.gen(sets.encoder_set("mae", k)), {"fid": 30.0, "isc_mean": 1.5})
     write(m, "probe_mae", probe(0.2, 1))
     write(m, "encoder_mae", {"knn_top1": {"trained": 0.7}})
     write_reports(params, m, tmp_path / "reports")
@@ -291,7 +291,8 @@ def _missing_cases() -> list[str]:
         sets.probe("mae"),  # the token model of encoders.mae
         sets.tokens(ks[-1]),
         sets.encoder_of("mae"),
-        sets.STABILITY,
+        sets.stability("vq_noise"),
+        sets.stability("mae"),
         sets.sampling("vq_long"),
     ]
 

@@ -70,9 +70,10 @@ def test_each_set_is_made_from_the_models_its_definition_names(dag):
         assert f"metrics/{sets.generate(s.name)}.json" in st.outs, st.name
         assert f"metrics/{s.metrics}.json" in st.outs, st.name  # scored where it is generated
         assert "models/evalnet.pt" in st.deps, st.name
-        decoders = {d for d in st.deps if d.startswith("models/vq_s")}
+        decoders = {d for d in st.deps if d.startswith(("models/vq_s", "models/vq_noise"))}
         seed = sets.seed_of(s.name)[1]
-        assert decoders == {f"models/vq_s{MAIN_SEED if seed is None else seed}.pt"}, st.name
+        own = "vq_noise" if s.tokens == "vq_noise" else f"vq_s{MAIN_SEED if seed is None else seed}"
+        assert decoders == {f"models/{own}.pt"}, st.name  # the codes' own VQ decodes them
         shared = {*decoders, "models/evalnet.pt"}
         models = {d for d in st.deps if d.startswith("models/") and d not in shared}
         expected = set()
@@ -95,13 +96,12 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
     stems = {
         sets.PREPARE,
         sets.SSL,
-        sets.SSL_NONOISE,
         sets.ENCODER,
         *(f(key) for key in ENCODERS for f in (sets.ssl_of, sets.encoder_of, sets.kmeans_of)),
         *(sets.seeded(sets.VQ, s) for s in SEEDS),  # the tokenizers: one per seed
         sets.VQ_NOISE,
         sets.EVALNET,
-        sets.STABILITY,
+        *(sets.stability(t.name) for t in sets.tokenizer_rows(KS, MAIN_K, ENCODERS)),
         *(sets.sampling(side) for side in sets.SIDES),
         sets.TOY,
         *(sets.seeded(sets.kmeans(k), s) for k in KS for s in SEEDS),
@@ -125,6 +125,7 @@ def test_sets_follow_the_k_list():
         "vq_long_selected",
         "digit_k16_untruncated",
         "digit_k16_selected",
+        "digit_k8_untruncated",
         "digit_k8_ar",
         "digit_k16_ar",
         "digit_k16_maskgit",
@@ -136,7 +137,8 @@ def test_sets_follow_the_k_list():
         "digit_k16_cond_maskgit",
         "digit_k16_long_ar",
         "digit_k16_large_ar",
-        "mae_k16_ar",
+        "mae_k16_untruncated",
+        "vq_noise_untruncated",
     ]
     tables = {n: s.table for n, s in got.items() if s.table}
     assert [n for n, t in tables.items() if t == "table4_conditional"] == [
@@ -144,7 +146,7 @@ def test_sets_follow_the_k_list():
         "digit_k16_cond_ar",
         "digit_k16_cond_maskgit",
     ]
-    assert "digit_k8_ar" not in tables and "mae_k16_ar" not in tables
+    assert "digit_k8_ar" not in tables and "mae_k16_untruncated" not in tables
 
 
 def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
@@ -167,16 +169,21 @@ def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
 
 def test_the_encoder_axis_names_a_branch_per_row():
     got = sample_sets([8, 16], 16, ["mae", "dino"])
-    assert [n for n in got if n.endswith(("mae_k16_ar", "dino_k16_ar"))] == [
-        "mae_k16_ar",
-        "dino_k16_ar",
+    assert [n for n in got if n.endswith(("mae_k16_untruncated", "dino_k16_untruncated"))] == [
+        "mae_k16_untruncated",
+        "dino_k16_untruncated",
     ]
-    dino = got["dino_k16_ar"]
+    dino = got["dino_k16_untruncated"]
     assert (dino.tokens, dino.token_model, dino.renderer, dino.table) == (
         "dino",
         "dino",
         "dino_ar",
         None,
     )
-    assert sets.dag_probes([8], [0], ["dino"]) == ["probe_k8_s0", "probe_vq_s0", "probe_dino"]
-    assert "mae_k16_ar" not in sample_sets([8, 16], 16, [])  # an empty axis plans no row
+    assert sets.dag_probes([8], [0], ["dino"]) == [
+        "probe_k8_s0",
+        "probe_vq_s0",
+        "probe_vq_noise",
+        "probe_dino",
+    ]
+    assert "mae_k16_untruncated" not in sample_sets([8, 16], 16, [])  # an empty axis: no row

@@ -173,13 +173,13 @@ def test_measure_is_the_whole_set_average():
     assert out["cos_features"][1] == pytest.approx(cf, abs=1e-4)
 
 
-def test_stage_controls(tmp_path, monkeypatch):
-    """The stage with and without its controls, on tiny random models: the controls add the
-    rows `disc_nonoise` and `vq_noise` without changing the main ones; a control given the main
-    model's own file reproduces the main row exactly (the same noise draws for every tokenizer;
-    the no-noise encoder's centroids are K-Means on its own train-split features, as the
-    kmeans stage fits the main ones)."""
+def test_one_stage_per_tokenizer(tmp_path, monkeypatch):
+    """The stage measures one tokenizer: K-Means tokens of an encoder (main, or a row of
+    `encoders`) or a VQ's codes. Every tokenizer sees the same noise draws (the same model under
+    two names measures the same), the description says what the tokenizer is (a row's label and
+    recipe; a VQ's noise augmentation, from its file), and the file is what the run returns."""
     from digit.encoders import build_encoder
+    from digit.kmeans import KMeansConfig, fit_kmeans
     from digit.vq import VQVAE, VQConfig
     from pipeline.images import Images
 
@@ -191,36 +191,39 @@ def test_stage_controls(tmp_path, monkeypatch):
     torch.manual_seed(0)
     encoder = build_encoder("cnn_small", in_channels=1, input_size=28, width=8).eval()
     vq = VQVAE(VQConfig(hidden=16, code_dim=8, codebook_size=16, n_res_blocks=0)).eval()
+    with torch.inference_mode():
+        feats = encoder(torch.from_numpy(data[~is_val])).float().reshape(-1, encoder.dim).numpy()
     centroids = tmp_path / "k8.npy"
-    np.save(centroids, stage.fit_centroids(params, encoder, data[~is_val], 8, "cpu"))
+    np.save(centroids, fit_kmeans(feats, KMeansConfig(8, 3, 0, 256, False)).centroids)
+    vq_meta = {"v": {"extra": {}}, "v_noise": {"extra": {"params": {"vq": {"noise_aug": True}}}}}
     monkeypatch.setattr(stage, "load_images", lambda path: images)
     monkeypatch.setattr(stage, "load_encoder", lambda path, device: encoder)
-    monkeypatch.setattr(stage, "load_model", lambda path, kind, build, device: (vq, {}))
+    monkeypatch.setattr(stage, "load_model", lambda path, kind, build, device: (vq, vq_meta[path]))
 
-    def run(**controls):
-        return stage.run(
-            params, "i", "e", str(centroids), "v", str(tmp_path / "m.json"), **controls
-        )
+    def run(name: str, **files):
+        return stage.run(params, name, "i", str(tmp_path / f"{name}.json"), **files)
 
-    main = run()
-    assert list(main["tokenizers"]) == ["disc", "vq"]
-    both = run(encoder_nonoise="e0", vq_noise="v0")
-    assert list(both["tokenizers"]) == ["disc", "disc_nonoise", "vq", "vq_noise"]
-    assert json.loads((tmp_path / "m.json").read_text()) == both
-    t = both["tokenizers"]
-    for name in ("disc", "vq"):
-        assert t[name] == main["tokenizers"][name]
-    strip = {"describe": None}
-    assert t["disc_nonoise"] | strip == t["disc"] | strip
-    assert t["vq_noise"] | strip == t["vq"] | strip
-    assert "without noise augmentation" in t["disc_nonoise"]["describe"]
-    assert "with the same noise augmentation" in t["vq_noise"]["describe"]
-    perts = both["perturbations"]
+    main = run("k8", encoder="e", centroids=str(centroids))
+    row = run("nonoise", encoder="e", centroids=str(centroids), row="nonoise")
+    codes = run("vq", vq="v")
+    noisy = run("vq_noise", vq="v_noise")
+    assert json.loads((tmp_path / "k8.json").read_text()) == main
+    same = ("perturbations", "token_change", "cos_quantized", "cos_features")
+    assert {k: row[k] for k in same} == {k: main[k] for k in same}
+    assert {k: noisy[k] for k in same} == {k: codes[k] for k in same}
+    assert "K-Means K=8" in main["describe"] and "noise-augmented" in main["describe"]
+    assert row["describe"].startswith("SimCLR without noise augmentation: ")
+    assert "no noise augmentation" in row["describe"]
+    assert codes["describe"] == "VQ autoencoder"
+    assert "noise augmentation" in noisy["describe"]
+    perts = main["perturbations"]
     assert [p["kind"] for p in perts] == ["gaussian"] * 3 + ["salt_pepper"] * 2 + ["shift"] * 2
     # the measures respond to the perturbation: more noise, more tokens change
-    change = t["disc"]["token_change"]
+    change = main["token_change"]
     assert change[0] <= change[1] <= change[2] and change[2] > 0
-    assert "12 val images" in both["protocol"]
+    assert "12 val images" in main["protocol"]
+    with pytest.raises(stage.StageError, match="give --vq, or --encoder with --centroids"):
+        run("x", encoder="e")
 
 
 def test_centred_cosine_ignores_a_shared_offset():

@@ -179,3 +179,24 @@ def plot_fig1(ours: list[dict], paper: list[dict], path: Path, note: str) -> Non
     fig.text(0.5, 0.01, note, ha="center", fontsize=7, wrap=True)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     _save(fig, path)
+
+
+def plot_thesis(points: list[dict], path: Path) -> None:
+    """Claim 6: each tokenizer's token change at 20 dB against its FID and its probe accuracy."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = {"kmeans": "tab:blue", "row": "tab:green", "vq": "tab:red"}
+    for ax, measure, better in ((axes[0], "FID", "lower"), (axes[1], "Acc@LP", "higher")):
+        for p in points:
+            ax.scatter(p["token change"], p[measure], color=colors.get(p["family"], "k"))
+            ax.annotate(p["tokenizer"], (p["token change"], p[measure]), fontsize=8,
+                        xytext=(4, 3), textcoords="offset points")  # fmt: skip
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+        ax.set_xlabel("fraction of tokens changed at SNR 20 dB (lower: more stable)")
+        ax.set_ylabel(f"{measure} ({better} is better)")
+    axes[0].set_title("samples, untruncated at every step")
+    axes[1].set_title("best-layer linear probe of the token model")
+    fig.suptitle("Does a more stable tokenizer make a better AR model? (blue: K-Means at each K, "
+                 "green: other encoders, red: VQ)", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    _save(fig, path)

@@ -129,6 +129,61 @@ class Metrics:
         return self.data[name]
 
 
+def stability(params: Params, m: Metrics, what: str, required: bool = True) -> dict:
+    """Table 1 over every tokenizer of the run (``sets.tokenizer_rows``): the perturbations and
+    protocol (the same in every file), and each tokenizer's measurements by its name (without
+    ``required``, the tokenizers whose file is there; {} when none is)."""
+    rows = sets.tokenizer_rows(params.kmeans.ks, params.kmeans.main_k, list(params.encoders))
+    names = [sets.stability(t.name) for t in rows]
+    files = {
+        t.name: m.need(n, what) if required else m.get(n)
+        for t, n in zip(rows, names, strict=True)
+        if required or m.get(n) is not None
+    }
+    if not files:
+        return {}
+    first = next(iter(files.values()))
+    return {
+        "perturbations": first["perturbations"],
+        "protocol": first["protocol"],
+        "tokenizers": files,
+    }
+
+
+def at_snr(st: dict, snr: float = 20.0) -> int:
+    """The index of Table 1's Gaussian perturbation at ``snr`` dB (else the first Gaussian one)."""
+    gauss = [i for i, p in enumerate(st["perturbations"]) if p["kind"] == "gaussian"]
+    return next((i for i in gauss if st["perturbations"][i]["value"] == snr), gauss[0])
+
+
+def tokenizer_points(params: Params, m: Metrics, what: str) -> list[dict]:
+    """Claim 6's points, one per tokenizer of the run: its token change under Gaussian noise at
+    20 dB (Table 1), and what its token model does with it at matched sampling (untruncated at
+    every step): FID / IS of its samples and its linear probe's best-layer top-1 (each the mean
+    over the seeds that row was trained with)."""
+    st = stability(params, m, what)
+    i = at_snr(st)
+    points = []
+    for t in sets.tokenizer_rows(params.kmeans.ks, params.kmeans.main_k, list(params.encoders)):
+        gen, probe = m.need(sets.gen(t.sample_set), what), m.need(sets.probe(t.probe_model), what)
+        points.append(
+            {
+                "tokenizer": t.name,
+                "family": t.family,
+                "describe": st["tokenizers"][t.name]["describe"],
+                "token change": st["tokenizers"][t.name]["token_change"][i],
+                "FID": gen["fid"],
+                "IS": gen["isc_mean"],
+                "Acc@LP": probe["best_top1"],
+                "seeds (samples, probe)": (
+                    f"{len(m.runs(sets.gen(t.sample_set))) or 1}, "
+                    f"{len(m.runs(sets.probe(t.probe_model))) or 1}"
+                ),
+            }
+        )
+    return points
+
+
 def scale_line(params: Params, m: Metrics) -> str:
     prep = m.get(sets.PREPARE) or {}
     ev = m.get(sets.EVALNET) or {}

@@ -10,7 +10,7 @@ Numbers only (DVC's metrics are numbers), one level deep; DVC shows ``fid.digit_
 - ``noise20db``: fraction of tokens changed by Gaussian noise at SNR 20 dB (Table 1), disc vs VQ
   (the first SNR of the run when it has no 20 dB);
 - ``knn``: the trained encoder's pooled-feature k-NN top-1 (``encoder``);
-- ``claims``: how many of the paper's five claims this run supports (claims.md has the verdicts).
+- ``claims``: how many of the six claims (the paper's five and its thesis) this run supports (claims.md has the verdicts).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline import io, sets
 from pipeline.params import Params
 from pipeline.report.claims import Verdict
-from pipeline.report.metrics import Metrics
+from pipeline.report.metrics import Metrics, stability
 
 
 def _num(value: object) -> float | None:
@@ -48,14 +48,13 @@ def summary(params: Params, m: Metrics, verdicts: list[Verdict]) -> dict[str, di
             for model in [*(sets.disc_model(kk) for kk in params.kmeans.ks), sets.VQ_MODEL]
         },
     }
-    st = m.need(sets.STABILITY, "reports/summary.json")
+    st = stability(params, m, "reports/summary.json")
     gauss = [i for i, p in enumerate(st["perturbations"]) if p["kind"] == "gaussian"]
     if gauss:
         at = next((i for i in gauss if st["perturbations"][i]["value"] == 20), gauss[0])
         out[f"noise{st['perturbations'][at]['value']:g}db"] = {
-            tok: _num(st["tokenizers"][tok]["token_change"][at])
-            for tok in ("disc", "vq")
-            if tok in st["tokenizers"]
+            ("disc" if tok == f"k{k}" else tok): _num(st["tokenizers"][tok]["token_change"][at])
+            for tok in (f"k{k}", sets.VQ_MODEL)
         }
     enc = m.need(sets.ENCODER, "reports/summary.json")
     out["knn"] = {"encoder": _num(enc["knn_top1"].get("trained"))}

@@ -30,7 +30,6 @@ from pipeline.images import load_images
 from pipeline.params import Params
 from pipeline.stage import (
     StageError,
-    apply_variant,
     cli,
     record_timing,
     resolve_device,
@@ -39,8 +38,6 @@ from pipeline.stage import (
 )
 
 log = logging.getLogger("digit.ssl")
-
-VARIANTS = {"nonoise": {"noise_aug": False}}
 
 
 def encoder_kwargs(params: Params) -> dict:
@@ -95,14 +92,10 @@ def run(
     out: str,
     random_out: str,
     metrics: str,
-    variant: str | None = None,
     row: str | None = None,
 ) -> dict:
-    """``variant="nonoise"``: the same recipe without the noise augmentation (a control for the
-    stability table, where Gaussian noise is the very perturbation being tested).
-    ``row``: the encoder of row ``row`` of params ``encoders`` (the encoder axis, the paper's
+    """``row``: the encoder of row ``row`` of params ``encoders`` (the encoder axis, the paper's
     Fig. 4a), e.g. the same network trained as a masked autoencoder, or released weights."""
-    params = apply_variant(params, "ssl", VARIANTS, variant)
     if row is not None:
         try:
             params = params.for_encoder(row)
@@ -151,10 +144,10 @@ def run(
 
 
 def main() -> None:
-    args = cli(__doc__, "images", "out", "random_out", "metrics", optional=("variant", "row"))
-    name = f"ssl_enc@{args.row}" if args.row else f"ssl@{args.variant or 'main'}"
+    args = cli(__doc__, "images", "out", "random_out", "metrics", optional=("row",))
+    name = f"ssl_enc@{args.row}" if args.row else "ssl"
     with stage(name, args.params) as params:
-        run(params, args.images, args.out, args.random_out, args.metrics, args.variant, args.row)
+        run(params, args.images, args.out, args.random_out, args.metrics, args.row)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
-"""stability: the paper's Table 1 -> metrics/stability.json.
+"""stability: the paper's Table 1 for one tokenizer -> metrics/stability_<tokenizer>.json.
 
-For each tokenizer and each pixel perturbation of the val images: the fraction of token ids that
-change, the mean cosine similarity between clean and perturbed quantized vectors (centroids for
-K-Means tokens, codebook entries for VQ tokens), and the same for the pre-quantization features.
-Gaussian noise is added in [0, 1] pixel space at SNR = 10 log10(mean(x^2) / sigma^2) per image,
-without clipping (digit.metrics.stability), at the paper's SNRs.
+For each pixel perturbation of the val images: the fraction of token ids that change, the mean
+cosine similarity between clean and perturbed quantized vectors (centroids for K-Means tokens,
+codebook entries for VQ tokens), and the same for the pre-quantization features. Gaussian noise is
+added in [0, 1] pixel space at SNR = 10 log10(mean(x^2) / sigma^2) per image, without clipping
+(digit.metrics.stability), at the paper's SNRs. The noise draws depend on the seed and the
+perturbation only: every tokenizer sees the same perturbed images.
 
-Kept fair (most of the small encoder's stability comes from its noise augmentation, which is the
-perturbation the table tests):
-beside the main encoder and VQ, the encoder trained *without* noise augmentation and a VQ trained
-*with* the same noise augmentation, and perturbations outside every augmentation set
-(salt-and-pepper, one- and two-pixel shifts).
+One stage per tokenizer of the run (a row of every table that compares tokenizers): the main
+encoder's K-Means at each K, each row of params ``encoders`` (among them the encoder trained
+*without* noise augmentation: most of a small encoder's stability comes from that augmentation,
+which is the perturbation the table tests), the VQ autoencoder and the VQ trained *with* the same
+noise augmentation; and perturbations outside every augmentation set (salt-and-pepper, one- and
+two-pixel shifts).
 """
 
 from __future__ import annotations
@@ -24,17 +26,16 @@ import torch
 import torch.nn.functional as F
 
 from digit.images import uint8_to_float
-from digit.kmeans import Assigner, KMeansConfig, fit_kmeans
+from digit.kmeans import Assigner
 from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_change_rate
 from digit.noise import add_gaussian_noise_snr
-from digit.progress import progress
 from digit.vq import VQVAE
 from pipeline import io
 from pipeline.checkpoints import load_model
 from pipeline.encoder_files import load_encoder
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import cli, resolve_device, stage
+from pipeline.stage import StageError, cli, resolve_device, stage
 
 log = logging.getLogger("digit.stability")
 
@@ -104,19 +105,6 @@ def perturbations(params: Params) -> list[tuple[str, str, float, Callable]]:
     return out
 
 
-def fit_centroids(params: Params, encoder, pixels: np.ndarray, k: int, device: str) -> np.ndarray:
-    """K-Means for an encoder that has no kmeans stage (the no-noise-augmentation control)."""
-    feats = []
-    with torch.inference_mode():
-        for i in range(0, len(pixels), params.extract.batch_size):
-            x = torch.from_numpy(pixels[i : i + params.extract.batch_size]).to(device)
-            feats.append(encoder(x).float().cpu().numpy())
-    x = np.concatenate(feats).reshape(-1, encoder.dim)
-    c = params.kmeans
-    cfg = KMeansConfig(k, c.niter, params.seed, c.max_points_per_centroid, c.spherical)
-    return fit_kmeans(x, cfg).centroids
-
-
 @torch.inference_mode()
 def measure(tok: Tokenizer, pixels: np.ndarray, perts, seed: int, batch: int, device: str) -> dict:
     rows = {"token_change": [], "cos_quantized": [], "cos_features": []}
@@ -148,73 +136,52 @@ def measure(tok: Tokenizer, pixels: np.ndarray, perts, seed: int, batch: int, de
     return rows
 
 
-def run(
-    params: Params,
-    images: str,
-    encoder: str,
-    centroids: str,
-    vq: str,
-    metrics: str,
-    encoder_nonoise: str | None = None,
-    vq_noise: str | None = None,
-) -> dict:
+def tokenizer(params: Params, name: str, device: str, **files: str | None) -> Tokenizer:
+    """The tokenizer of the stage's files: ``encoder`` + ``centroids`` (K-Means tokens; ``row``:
+    the encoder is that row of ``encoders``) or ``vq`` (a VQ autoencoder's codes)."""
+    if files.get("vq"):
+        model, ckpt = load_model(files["vq"], "vq", VQVAE.from_config, device)
+        noise = ckpt["extra"].get("params", {}).get("vq", {}).get("noise_aug")
+        describe = "VQ autoencoder" + (
+            " trained with the encoder's noise augmentation" if noise else ""
+        )
+        return vq_tokenizer(name, describe, model)
+    if not (files.get("encoder") and files.get("centroids")):
+        raise StageError("stability: give --vq, or --encoder with --centroids")
+    row = files.get("row")
+    p = params.for_encoder(row) if row else params
+    centroids = np.load(files["centroids"])
+    aug = "noise-augmented" if p.ssl.noise_aug else "no noise augmentation"
+    label = f"{params.encoders[row].label}: " if row else ""
+    describe = f"{label}{p.encoder.name} ({p.ssl.objective}, {aug}) + K-Means K={len(centroids)}"
+    encoder = load_encoder(files["encoder"], device)
+    return disc_tokenizer(name, describe, encoder, centroids, params.kmeans.spherical)
+
+
+PROTOCOL = (
+    "token change = fraction of the L token ids that differ between clean and perturbed image; "
+    "cos = mean over tokens of the cosine similarity between clean and perturbed vectors "
+    "(quantized: centroid / codebook entry; features: before quantization), each centred on its "
+    "space's mean clean vector so that non-negative (post-ReLU) and signed (VQ) vectors are "
+    "compared on one footing; Gaussian noise at SNR = 10 log10(mean(x^2) / sigma^2) per image, x "
+    "in [0, 1], not clipped; the same noise draws for every tokenizer"
+)
+
+
+def run(params: Params, name: str, images: str, metrics: str, **files: str | None) -> dict:
     device = resolve_device(params.device)
     data = load_images(images)
     val = data.images[data.val][: params.stability.max_images]
-    train = data.images[data.train]
-    k = params.kmeans.main_k
-    spherical = params.kmeans.spherical
-    aug = "noise-augmented" if params.ssl.noise_aug else "no noise augmentation"
-    toks = [
-        disc_tokenizer(
-            "disc",
-            f"{params.encoder.name} ({aug}) + K-Means K={k}",
-            load_encoder(encoder, device),
-            np.load(centroids),
-            spherical,
-        )
-    ]
-    if encoder_nonoise:
-        enc = load_encoder(encoder_nonoise, device)
-        toks.append(
-            disc_tokenizer(
-                "disc_nonoise",
-                f"{params.encoder.name} trained without noise augmentation + K-Means K={k}",
-                enc,
-                fit_centroids(params, enc, train, k, device),
-                spherical,
-            )
-        )
-    vq_model, _ = load_model(vq, "vq", VQVAE.from_config, device)
-    toks.append(vq_tokenizer("vq", "VQ autoencoder", vq_model))
-    if vq_noise:
-        toks.append(
-            vq_tokenizer(
-                "vq_noise",
-                "VQ autoencoder trained with the same noise augmentation",
-                load_model(vq_noise, "vq", VQVAE.from_config, device)[0],
-            )
-        )
+    tok = tokenizer(params, name, device, **files)
     perts = perturbations(params)
-    results = {}
-    for tok in progress(toks, desc="stability", unit="tokenizer"):
-        results[tok.name] = {
-            "describe": tok.describe,
-            **measure(tok, val, perts, params.seed, 250, device),
-        }
-        log.info("%s token change: %s", tok.name, results[tok.name]["token_change"])
     summary = {
-        "protocol": (
-            f"{len(val)} val images; token change = fraction of the L token ids that differ between "
-            "clean and perturbed image; cos = mean over tokens of the cosine similarity between "
-            "clean and perturbed vectors (quantized: centroid / codebook entry; features: before "
-            "quantization), each centred on its space's mean clean vector so that non-negative "
-            "(post-ReLU) and signed (VQ) vectors are compared on one footing; Gaussian noise at SNR = 10 log10(mean(x^2) / sigma^2) per image, x in "
-            "[0, 1], not clipped; the same noise draws for every tokenizer"
-        ),
+        "tokenizer": name,
+        "describe": tok.describe,
+        "protocol": f"{len(val)} val images; {PROTOCOL}",
         "perturbations": [{"kind": kd, "label": lb, "value": v} for kd, lb, v, _ in perts],
-        "tokenizers": results,
+        **measure(tok, val, perts, params.seed, 250, device),
     }
+    log.info("%s token change: %s", name, summary["token_change"])
     io.write_json(metrics, summary)
     return summary
 
@@ -223,22 +190,20 @@ def main() -> None:
     args = cli(
         __doc__,
         "images",
-        "encoder",
-        "centroids",
-        "vq",
         "metrics",
-        optional=("encoder_nonoise", "vq_noise"),
+        extra={"tokenizer": str},
+        optional=("encoder", "centroids", "row", "vq"),
     )
-    with stage("stability", args.params) as params:
+    with stage(f"stability@{args.tokenizer}", args.params) as params:
         run(
             params,
+            args.tokenizer,
             args.images,
-            args.encoder,
-            args.centroids,
-            args.vq,
             args.metrics,
-            args.encoder_nonoise,
-            args.vq_noise,
+            encoder=args.encoder,
+            centroids=args.centroids,
+            row=args.row,
+            vq=args.vq,
         )
 
 
