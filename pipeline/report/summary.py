@@ -10,21 +10,27 @@ Numbers only (DVC's metrics are numbers), one level deep; DVC shows ``fid.digit_
 - ``noise20db``: fraction of tokens changed by Gaussian noise at SNR 20 dB (Table 1), disc vs VQ
   (the first SNR of the run when it has no 20 dB);
 - ``knn``: the trained encoder's pooled-feature k-NN top-1 (``encoder``);
+- ``thesis``: claim 6's Spearman rho over the run's tokenizers of the token change at 20 dB against
+  FID (``rho_fid``; the thesis predicts > 0) and against probe accuracy (``rho_probe``; < 0);
 - ``claims``: how many of the six claims (the paper's five and its thesis) this run supports (claims.md has the verdicts).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pipeline import io, sets
 from pipeline.params import Params
-from pipeline.report.claims import Verdict
-from pipeline.report.metrics import Metrics, stability
+from pipeline.report.claims import Verdict, thesis_correlations
+from pipeline.report.metrics import Metrics, stability, tokenizer_points
 
 
 def _num(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
+    """A number DVC can show; None (left out) for anything else, NaN included."""
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def summary(params: Params, m: Metrics, verdicts: list[Verdict]) -> dict[str, dict[str, float]]:
@@ -58,6 +64,11 @@ def summary(params: Params, m: Metrics, verdicts: list[Verdict]) -> dict[str, di
         }
     enc = m.need(sets.ENCODER, "reports/summary.json")
     out["knn"] = {"encoder": _num(enc["knn_top1"].get("trained"))}
+    r = thesis_correlations(tokenizer_points(params, m, "reports/summary.json"))
+    out["thesis"] = {
+        "rho_fid": _num(round(r["FID"].rho, 4)),
+        "rho_probe": _num(round(r["Acc@LP"].rho, 4)),
+    }
     out["claims"] = {"supported": sum(v.verdict == "supported" for v in verdicts)}
     # DVC shows a missing value as "-": leave out what a file did not hold.
     return {group: {k: v for k, v in d.items() if v is not None} for group, d in out.items()}
