@@ -25,7 +25,9 @@ import argparse
 import ast
 import difflib
 import re
+import shutil
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1242,8 +1244,6 @@ def _dump(data: dict) -> str:
 def _with_doc(kind: Kind, text: str) -> str:
     if not kind.doc:
         return text
-    import textwrap
-
     doc = textwrap.fill(kind.doc, 98, initial_indent="# ", subsequent_indent="# ")
     return f"{doc}\n{text}"
 
@@ -1304,15 +1304,17 @@ def write(root: Path = ROOT) -> list[str]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             changed.append(rel)
-    for old in sorted((root / DAG_DIR).glob("*/dvc.yaml")):
-        rel = old.relative_to(root).as_posix()
-        if rel not in files:
-            old.unlink()
-            lock = old.with_name("dvc.lock")
-            if lock.exists():
-                lock.unlink()
-            changed.append(rel)
+    for rel in _undeclared_files(root, files):
+        (root / rel).unlink()
+        (root / rel).with_name("dvc.lock").unlink(missing_ok=True)
+        changed.append(rel)
     return changed
+
+
+def _undeclared_files(root: Path, files: dict[str, str]) -> list[str]:
+    """dag/<kind>/dvc.yaml files on disk whose kind is no longer declared."""
+    found = (p.relative_to(root).as_posix() for p in sorted((root / DAG_DIR).glob("*/dvc.yaml")))
+    return [rel for rel in found if rel not in files]
 
 
 def stale(root: Path = ROOT) -> list[str]:
@@ -1330,18 +1332,14 @@ def stale(root: Path = ROOT) -> list[str]:
                     )
                 )
             )
-    for old in sorted((root / DAG_DIR).glob("*/dvc.yaml")):
-        rel = old.relative_to(root).as_posix()
-        if rel not in files:
-            diffs.append(f"{rel}: no longer declared in pipeline/dag.py (delete it)\n")
+    for rel in _undeclared_files(root, files):
+        diffs.append(f"{rel}: no longer declared in pipeline/dag.py (delete it)\n")
     return diffs
 
 
 def copy_project(src: Path, dst: Path) -> None:
     """The files a checkout needs to run the DAG (``PROJECT_FILES``), from ``src`` to ``dst``,
     without any run's results: no dvc.lock, no __pycache__."""
-    import shutil
-
     for name in PROJECT_FILES:
         out = dst / name
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -134,12 +134,12 @@ def stability(params: Params, m: Metrics, what: str, required: bool = True) -> d
     protocol (the same in every file), and each tokenizer's measurements by its name (without
     ``required``, the tokenizers whose file is there; {} when none is)."""
     rows = sets.tokenizer_rows(params.kmeans.ks, params.kmeans.main_k, list(params.encoders))
-    names = [sets.stability(t.name) for t in rows]
-    files = {
-        t.name: m.need(n, what) if required else m.get(n)
-        for t, n in zip(rows, names, strict=True)
-        if required or m.get(n) is not None
-    }
+    files = {}
+    for t in rows:
+        name = sets.stability(t.name)
+        record = m.need(name, what) if required else m.get(name)
+        if record is not None:
+            files[t.name] = record
     if not files:
         return {}
     first = next(iter(files.values()))
