@@ -710,9 +710,18 @@ KINDS: tuple[Kind, ...] = (
             "out": Out("models/evalnet.pt"),
             "metrics": Keep("metrics/evalnet.json"),
         },
-        ("seed", "device", "data.image_size", "data.channels", "evalnet"),
+        (
+            "seed",
+            "device",
+            "data.image_size",
+            "data.channels",
+            "evalnet",
+            "evaluate.extractor",
+            "generate.n_samples",
+        ),
         "timings/evalnet.json",
-        doc="Evaluation: the offline evaluation network behind FID / IS / KID (the ruler: fixed).",
+        doc="Evaluation: the offline evaluation network behind FID / IS / KID (the ruler: fixed), "
+        "and its quality-ladder check (can it rank generators?).",
     ),
     Kind(
         "sampling_digit",
@@ -1186,9 +1195,15 @@ def _entry(path: str, **options) -> str | dict:
     return {path: _Inline(options)} if options else path
 
 
+# The interpreter word of every stage command: `python3`, which every Python 3 install and venv
+# provides (stock Debian has no `python`); one without the project's packages re-executes itself
+# with the project's .venv/bin/python (pipeline/stages/__init__.py).
+STAGE_PYTHON = "python3"
+
+
 def stage_body(kind: Kind, root: Path = ROOT, wdir: str | None = None) -> dict:
     """The DVC stage (or ``do:`` body) of ``kind``."""
-    words = [f"python -m pipeline.stages.{kind.module}"]
+    words = [f"{STAGE_PYTHON} -m pipeline.stages.{kind.module}"]
     for name, arg in {**kind.args, "timings": kind.timings}.items():
         words.append(f"--{name} {arg if isinstance(arg, str) else arg.path}")
     code = sorted(import_closure(root, f"pipeline.stages.{kind.module}"))

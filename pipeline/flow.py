@@ -159,7 +159,7 @@ def stage_env(threads: int) -> dict[str, str]:
     env.update({var: str(threads) for var in THREAD_VARS})
     env["PYTHONUNBUFFERED"] = "1"  # stream the stage's output line by line
     env.setdefault("DVC_NO_ANALYTICS", "1")
-    # The stage commands say `python -m ...`: make that the interpreter running this flow.
+    # The stage commands say `python3 -m ...`: make that the interpreter running this flow.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -340,8 +340,39 @@ def test_k_both_measures_support(tmp_path, params):
 # ---------------------------------------------------------------- premises and "untestable here"
 
 
+def ladders(final: dict[str, list[float]], failed_top1: float | None = 0.95) -> dict:
+    """metrics/evalnet.json's ladder record: one earlier checkpoint mis-ranking the noise ladder
+    at ``failed_top1`` (None: no such checkpoint), then the final net's FIDs."""
+    from digit.metrics.ladder import ranking_threshold, ranks
+
+    rows = [{"step": 1, "val_top1": failed_top1, "fid": {"noise": [1, 0.9], "classes": [1, 2]}}]
+    rows = (rows if failed_top1 is not None else []) + [{"step": 2, "val_top1": 0.98, "fid": final}]
+    for row in rows:
+        row["ranks"] = {name: ranks(f) for name, f in row["fid"].items()}
+    return {
+        "n_per_set": 500,
+        "levels": {
+            "noise": {"what": "pixel noise std", "values": [0.0, 0.02]},
+            "classes": {"what": "classes kept", "values": [10.0, 9.0]},
+        },
+        "checkpoints": rows,
+        "ranks": {name: ranks(f) for name, f in final.items()},
+        "mis_ranking_top1": ranking_threshold(rows),
+    }
+
+
+RANKED = {"noise": [1.2, 1.5], "classes": [1.5, 4.1]}
+
+
 def premise_metrics(
-    tmp_path, params, gt_fid=6.0, recon_fid=5.0, encoder=None, n_gen=500, recon_top1=0.97
+    tmp_path,
+    params,
+    gt_fid=6.0,
+    recon_fid=5.0,
+    encoder=None,
+    n_gen=500,
+    recon_top1=0.97,
+    ruler=None,
 ):
     k = params.kmeans.main_k
     good = {
@@ -354,7 +385,11 @@ def premise_metrics(
         sets.tokens(k): {"trained": {"token_probe_top1": 0.9}, "random": {"token_probe_top1": 0.8}},
         sets.gen(sets.gt_set(k, "ar")): {"fid": gt_fid, "source_top1": 0.95},
         sets.gen(sets.VQ_RECON_SET): {"fid": recon_fid, "source_top1": recon_top1},
-        sets.EVALNET: {"feat_dim": 128, "val_top1": 0.98},
+        sets.EVALNET: {
+            "feat_dim": 128,
+            "val_top1": 0.98,
+            "ladders": ladders(RANKED) if ruler is None else ruler,
+        },
     }
     for name, record in files.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
@@ -405,6 +440,42 @@ def test_a_poor_vq_reconstruction_gates_the_sample_claims(tmp_path, params):
     assert "0.800 vs 0.980" in poor.evidence and poor.gates == (2, 4, 6)
     assert gate(Verdict("c", "supported", "e", SAMPLES), 2, checks).verdict == "untestable here"
     assert gate(Verdict("c", "supported", "e", PROBE), 4, checks).verdict == "supported"
+
+
+def test_the_evaluation_net_must_rank_the_ladders(tmp_path, params):
+    """A ruler that orders noisier images as better voids the sample verdicts, not the probes."""
+    ruler = ladders({"noise": [1.2, 1.1], "classes": [1.5, 4.1]})
+    checks = premises(params, premise_metrics(tmp_path, params, ruler=ruler))
+    (bad,) = [p for p in checks if not p.passed]
+    assert "MIS-RANKS" in bad.evidence and "FID 1.20, 1.10" in bad.evidence
+    assert "FID 1.50 < 4.10" in bad.evidence and bad.gates == (2, 4, 6)
+    assert gate(Verdict("c", "supported", "e", SAMPLES), 6, checks).verdict == "untestable here"
+    assert gate(Verdict("c", "supported", "e", PROBE), 4, checks).verdict == "supported"
+
+
+@pytest.mark.parametrize(
+    "failed_top1, passed, text",
+    [
+        (
+            0.95,
+            True,
+            "top-1 <= 0.950 mis-ranked a ladder (the measured threshold), the least "
+            "accurate one that ranked both had 0.980",
+        ),
+        (0.98, False, "top-1 <= 0.980 mis-ranked"),  # not above its own failing checkpoint
+        (None, True, "no checkpoint mis-ranked"),
+    ],
+)
+def test_the_ruler_threshold_is_measured(tmp_path, params, failed_top1, passed, text):
+    ruler = ladders(RANKED, failed_top1)
+    checks = premises(params, premise_metrics(tmp_path, params, ruler=ruler))
+    (ruler_check,) = [p for p in checks if "rank generators" in p.check]
+    assert ruler_check.passed is passed and text in ruler_check.evidence
+
+
+def test_a_pretrained_extractor_has_no_ruler_premise(tmp_path, params):
+    checks = premises(params, premise_metrics(tmp_path, params, ruler={}))
+    assert not [p for p in checks if "rank generators" in p.check]
 
 
 def test_an_encoder_no_better_than_random_gates_claims_1_to_4(tmp_path, params):

@@ -77,3 +77,30 @@ def test_stage_reexecs_with_the_project_venv(tmp_path):
     proc = run_stage(bare_python(tmp_path), project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--metrics" in proc.stdout  # the stage's own --help: it ran with the venv
+
+
+def test_stage_command_needs_only_python3(tmp_path):
+    """Stock Debian has `python3` and no `python`: the generated stage command runs from a PATH
+    that holds only a `python3` without the project's packages (it re-executes with the venv)."""
+    from pipeline import dag
+
+    project = copy_project(tmp_path / "p", preset=None)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(bare_python(tmp_path))
+    cmd = str(dag.stage_body(next(k for k in dag.KINDS if k.name == "toy"))["cmd"])
+    assert cmd.startswith(f"{dag.STAGE_PYTHON} -m pipeline.stages.toy ")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DIGIT_REEXEC")}
+    env.update(DIGIT_WARM="0", PATH=f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    interpreter = cmd.split(" -m ")[0]
+    proc = subprocess.run(
+        ["bash", "-c", f"{interpreter} -m pipeline.stages.toy --help"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--metrics" in proc.stdout

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -129,17 +130,35 @@ def _augment(x: torch.Tensor, cfg: EvalNetConfig, gen: torch.Generator) -> torch
 
 
 @torch.no_grad()
-def predict_logits(
-    model: EvalNet, images: np.ndarray | torch.Tensor, batch_size: int = 500
+def _batched(
+    model: EvalNet, images: np.ndarray | torch.Tensor, layer: int, batch_size: int = 500
 ) -> torch.Tensor:
-    """uint8 (N, H, W, C) images -> logits (N, n_classes) on the CPU, model in eval mode."""
+    """uint8 (N, H, W, C) images -> one of ``model.features``' outputs (0: features, 1: logits)
+    for all of them, on the CPU, with the model in eval mode."""
     x = uint8_to_float(images).contiguous()
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+    out = [
+        model.features(x[i : i + batch_size].to(device))[layer].cpu()
+        for i in range(0, len(x), batch_size)
+    ]
     model.train(was_training)
     return torch.cat(out)
+
+
+def predict_logits(
+    model: EvalNet, images: np.ndarray | torch.Tensor, batch_size: int = 500
+) -> torch.Tensor:
+    """uint8 (N, H, W, C) images -> logits (N, n_classes) on the CPU, model in eval mode."""
+    return _batched(model, images, 1, batch_size)
+
+
+def penultimate_features(
+    model: EvalNet, images: np.ndarray | torch.Tensor, batch_size: int = 500
+) -> np.ndarray:
+    """uint8 (N, H, W, C) images -> the (N, feat_dim) features FID / KID use, float32."""
+    return _batched(model, images, 0, batch_size).float().numpy()
 
 
 def accuracy(model: EvalNet, images: np.ndarray | torch.Tensor, labels: Any) -> float:
@@ -157,6 +176,7 @@ def train_evalnet(
     progress: bool = True,
     val_images: np.ndarray | torch.Tensor | None = None,
     val_labels: Any = None,
+    on_step: Callable[[int, int, EvalNet], None] | None = None,
 ) -> tuple[EvalNet, list[dict[str, float]]]:
     """Train the evaluation classifier on uint8 (N, H, W, C) images with light affine augmentation.
 
@@ -165,7 +185,9 @@ def train_evalnet(
     with the same inputs and thread count give the same weights on the CPU, and the caller's global
     RNG is untouched.
     Returns the model in eval mode on `device` and one history row per epoch (with `val_acc` when
-    validation data is given).
+    validation data is given). ``on_step(step, steps_per_epoch, model)`` runs after each optimizer
+    step (1-based) and may score the model in eval mode: it draws no training randomness, so the
+    weights stay those of a run without it.
     """
     x_all = uint8_to_float(images).contiguous()  # (N, C, H, W)
     y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -204,6 +226,8 @@ def train_evalnet(
                 loss.backward()
                 opt.step()
                 step += 1
+                if on_step is not None:
+                    on_step(step, steps_per_epoch, model)
                 loss_sum += loss.item() * len(idx)
                 correct += int((logits.argmax(1) == yb).sum())
             row = {

@@ -235,6 +235,9 @@ def premises(params: Params, m: Metrics) -> list[Premise]:
                 measure="samples",
             )
         )
+    ruler = ruler_premise(ev)
+    if ruler is not None:
+        out.append(ruler)
     g = m.need(sets.gen(sets.digit_set(k)), "premises")
     dim = (m.get(sets.EVALNET) or {}).get("feat_dim") if g.get("extractor") == "evalnet" else 2048
     enough = bool(dim) and g["n_gen"] >= SAMPLES_PER_DIM * dim
@@ -257,6 +260,42 @@ def premises(params: Params, m: Metrics) -> list[Premise]:
         )
     )
     return out
+
+
+def ruler_premise(ev: dict) -> Premise | None:
+    """The evaluation net ranks known-quality image sets (digit.metrics.ladder), at a val top-1
+    above the highest at which one of its own training checkpoints still mis-ranked one (the
+    threshold the evalnet stage measures). None when the run's extractor is a pretrained one."""
+    lad = ev.get("ladders")
+    if not lad:
+        return None
+    last, threshold = lad["checkpoints"][-1], lad["mis_ranking_top1"]
+    ranked = all(lad["ranks"].values())
+    above = threshold is None or ev["val_top1"] > threshold
+    sets_text = "; ".join(
+        f"{name} ({info['what']} {', '.join(f'{v:g}' for v in info['values'])}): FID "
+        + (" < " if lad["ranks"][name] else ", ").join(f"{f:.2f}" for f in last["fid"][name])
+        for name, info in lad["levels"].items()
+    )
+    good = [c["val_top1"] for c in lad["checkpoints"] if all(c["ranks"].values())]
+    least = f", the least accurate one that ranked both had {min(good):.3f}" if good else ""
+    bar = (
+        f"checkpoints at top-1 <= {threshold:.3f} mis-ranked a ladder (the measured threshold)"
+        + least
+        if threshold is not None
+        else "no checkpoint mis-ranked a ladder (no threshold: accuracy never limited ranking)"
+    )
+    return Premise(
+        "the evaluation net can rank generators: its FID orders two quality ladders (pixel "
+        "noise, dropped classes), at a val top-1 above the highest at which one of its training "
+        "checkpoints still mis-ranked one",
+        ranked and above,
+        f"val top-1 {ev['val_top1']:.3f}; at {len(lad['checkpoints'])} checkpoints of its training "
+        f"it scored {lad['n_per_set']} train images per set against val: {bar}; the run's net "
+        f"{'ranks both' if ranked else 'MIS-RANKS a ladder'}: {sets_text}",
+        (2, 4, 6),
+        measure="samples",
+    )
 
 
 def gate(verdict: Verdict, number: int, checks: list[Premise]) -> Verdict:

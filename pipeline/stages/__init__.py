@@ -1,8 +1,8 @@
-"""One module per DVC stage, each run by dvc.yaml as ``python -m pipeline.stages.<name>``.
+"""One module per DVC stage, each run by dvc.yaml as ``python3 -m pipeline.stages.<name>``.
 
 Importing this package runs two checks first, before any stage module loads:
 
-- The interpreter: dvc.yaml says ``python``, which is whatever ``python`` the shell that runs
+- The interpreter: dvc.yaml says ``python3``, which is whatever ``python3`` the shell that runs
   ``dvc repro`` finds first, e.g. the system's when ``.venv/bin/dvc repro`` runs from a shell
   without the venv activated. When this interpreter lacks the project's packages and the project
   (or a folder above it: ``dvc exp run --queue`` runs in ``.dvc/tmp/exps/...``) has
