@@ -75,6 +75,12 @@ def test_class_ladder_drops_classes(digits):
         class_ladder(x, y, n=600, seed=0, shares=(0.1,))
 
 
+def test_ladders_shrink_to_the_fewest_classes(digits):
+    x, y = digits
+    lads = quality_ladders(x[::5], y[::5], n=900, seed=0)  # 100 a class; 6 classes: 600
+    assert {len(s) for lad in lads for s in lad.sets} == {600}
+
+
 def test_a_trained_net_ranks_what_a_random_one_cannot(digits):
     """The check can fail: FID on an untrained net's features does not order the noise ladder,
     a net trained for two epochs orders both ladders."""

@@ -71,9 +71,11 @@ def class_ladder(
 
 
 def quality_ladders(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> list[Ladder]:
-    """Both ladders from a pool of real uint8 (N, H, W, C) images (the train split), ``n`` per set."""
-    if len(images) < n:
-        raise ValueError(f"quality ladders: {len(images)} images, need {n} per set")
+    """Both ladders from a pool of real uint8 (N, H, W, C) images (the train split), ``n`` per set,
+    or fewer when the fewest classes of the class ladder hold fewer images."""
+    classes = np.unique(labels)
+    fewest = max(1, round(min(CLASS_SHARES) * len(classes)))
+    n = min(n, int(np.isin(labels, classes[:fewest]).sum()))
     base = np.sort(np.random.default_rng([seed, 30]).choice(len(images), n, replace=False))
     return [noise_ladder(images[base], seed), class_ladder(images, labels, n, seed)]
 

@@ -88,7 +88,7 @@ def run(params: Params, images: str, out: str, metrics: str) -> dict:
     }
     if checkpoints:
         summary["ladders"] = {
-            "n_per_set": n,
+            "n_per_set": len(ladders[0].sets[0]),
             "levels": {lad.name: {"what": lad.what, "values": lad.levels} for lad in ladders},
             "checkpoints": [
                 {
