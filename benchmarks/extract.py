@@ -26,8 +26,8 @@ from benchmarks.common import ROOT, Section, seconds
 from digit.data import mnist5k
 from digit.encoders import build_encoder
 from pipeline import io
+from pipeline.checks import load
 from pipeline.encoder_files import load_encoder, save_encoder
-from pipeline.params import load
 from pipeline.stages import extract
 from pipeline.stages.ssl import encoder_kwargs
 

@@ -76,7 +76,7 @@ def timed_flow(work: Path) -> tuple[float, dict]:
 def whole(repro_log: Path, preset: str | None) -> None:
     """The whole DAG from nothing under the flow, against a `dvc repro` log of the same DAG."""
     from benchmarks.repro import parse_log
-    from pipeline.params import load
+    from pipeline.checks import load
 
     stages, t_seq = parse_log(repro_log.read_text())
     if t_seq is None:
@@ -133,7 +133,7 @@ def main() -> None:
     t_seq = time.perf_counter() - start
     stages = sorted(set(re.findall(r"Running stage '([^']+)'", out)))
 
-    from pipeline.params import load
+    from pipeline.checks import load
 
     t_flow, outcome = timed_flow(par)
     ran = sorted(n for n, o in outcome.items() if o == "ran")

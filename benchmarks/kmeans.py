@@ -25,7 +25,7 @@ from digit.data import mnist5k
 from digit.encoders import build_encoder
 from digit.kmeans import Assigner, KMeansConfig, fit_kmeans
 from pipeline import io
-from pipeline.params import load
+from pipeline.checks import load
 from pipeline.stages.ssl import encoder_kwargs
 
 

@@ -37,7 +37,9 @@ import yaml
 from benchmarks.common import ROOT, Section, table
 from benchmarks.paper_scale import H100_BF16_PEAK, IMAGENET_TRAIN, Shape, train_flops_per_token
 from digit.vq import VQVAE
-from pipeline.params import PRESETS_DIR, REPLACED_BY_PRESETS, Params, deep_merge, validate
+from pipeline.checks import validate
+from pipeline.params import Params
+from pipeline.presets import PRESETS_DIR, REPLACED_BY_PRESETS, deep_merge
 from pipeline.stages import extract, kmeans, prepare, ssl, tokenize
 from pipeline.stages.vq import vq_config
 

@@ -6,6 +6,7 @@
     python -m benchmarks.run --items noop,flow       # need the whole DAG: slow, run by hand
     python -m benchmarks.run --items warm --repro-log WARM.log --cold-log COLD.log
     python -m benchmarks.run --items rehearsal       # the imagenet preset's shapes: ~10 min
+    python -m benchmarks.run --items mutation        # mutation testing: about an hour
 
 Sections of items not run this time are kept from the existing report, so the DAG items, measured
 rarely, and the quick ones, measured often, live in one file. Each section states when it was
@@ -39,6 +40,7 @@ ITEMS = {
     "gpu": ("benchmarks.gpu", "run"),
     "warm": ("benchmarks.repro", "run_warm"),
     "rehearsal": ("benchmarks.rehearsal", "run"),
+    "mutation": ("benchmarks.mutation", "run"),
 }
 DEFAULT = ["extract", "kmeans", "sampling", "training", "paper"]
 SECTION = re.compile(r"<!-- bench:(\w+) -->.*?<!-- /bench:\1 -->", re.S)
@@ -83,6 +85,12 @@ def main() -> None:
     )
     parser.add_argument("--gpu-json", default=str(ROOT / "reports" / "benchmarks_gpu.json"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument(
+        "--mutation-only", default=None, help="item mutation: comma list of its target keys"
+    )
+    parser.add_argument(
+        "--mutation-children", type=int, default=None, help="item mutation: parallel mutants"
+    )
     opts = parser.parse_args()
     keys = [k.strip() for k in opts.items.split(",") if k.strip()]
     unknown = [k for k in keys if k not in ITEMS]

@@ -20,7 +20,7 @@ from benchmarks.common import ROOT, Section
 from digit.generate import generate
 from digit.gpt import GPT, build_gpt
 from pipeline.checkpoints import load_model
-from pipeline.params import load
+from pipeline.checks import load
 from pipeline.train import build_model
 
 

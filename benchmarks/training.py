@@ -15,7 +15,7 @@ import torch
 from benchmarks.common import ROOT, Section
 from digit.encoders import build_encoder
 from digit.seeding import seeded_generator
-from pipeline.params import load
+from pipeline.checks import load
 from pipeline.stages.ssl import encoder_kwargs
 from pipeline.train import Objective, build_model
 

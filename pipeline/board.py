@@ -25,7 +25,8 @@ from prefect.artifacts import (
 )
 
 from pipeline import sets
-from pipeline.params import ParamsError, load
+from pipeline.checks import load
+from pipeline.params import ParamsError
 
 if TYPE_CHECKING:
     from pipeline.flow import StagePlan

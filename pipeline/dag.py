@@ -55,6 +55,8 @@ INFRASTRUCTURE = {
     "pipeline/io.py",
     "pipeline/stage.py",
     "pipeline/params.py",
+    "pipeline/checks.py",
+    "pipeline/presets/__init__.py",
     "pipeline/dag.py",
     "pipeline/warm.py",
     "pipeline/stages/__init__.py",

@@ -53,7 +53,8 @@ from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.board import RunBoard, publish_outputs
-from pipeline.params import ParamsError, load
+from pipeline.checks import load
+from pipeline.params import ParamsError
 from pipeline.warm import THREAD_VARS
 
 # What `dvc repro` prints for a person at a terminal after each stage; noise in a task log.

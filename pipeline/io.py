@@ -5,9 +5,11 @@ or failed stage never leaves a half-written file that DVC or a later stage could
 Zarr stores may be local paths or any fsspec URL Zarr accepts (``memory://``, ``s3://`` ...); remote
 stores are written in place (object stores have no atomic rename) and DVC tracks local paths only.
 
-Test hook: with ``DIGIT_TEST_KILL_BEFORE_RENAME=<file name>`` in its environment, a stage SIGKILLs
+Test hooks: with ``DIGIT_TEST_KILL_BEFORE_RENAME=<file name>`` in its environment, a stage SIGKILLs
 itself when the output of that name is complete under its temporary name and not yet renamed, the
-worst moment for a kill -9 (tests/test_reliability.py). Unset, it costs one dict lookup per output.
+worst moment for a kill -9; with ``DIGIT_TEST_KILL_AFTER_RENAME=<file name>``, right after the
+first file of that name is in place (a training checkpoint: the kill lands between two of them,
+with no race against a poll). tests/test_reliability.py; unset, each costs a dict lookup.
 
 A store kept outside the project (``extract.store``) is reached through a *pointer*: a tiny local
 Zarr group at the path dvc.yaml names, holding the store's URL and the sha256 of its content. DVC
@@ -34,6 +36,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 KILL_BEFORE_RENAME = "DIGIT_TEST_KILL_BEFORE_RENAME"
+KILL_AFTER_RENAME = "DIGIT_TEST_KILL_AFTER_RENAME"
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -76,6 +79,8 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         if final.exists() or final.is_symlink():
             _remove(final)
         os.replace(tmp, final)
+        if os.environ.get(KILL_AFTER_RENAME) == final.name:
+            os.kill(os.getpid(), signal.SIGKILL)
     finally:
         if tmp.exists():
             _remove(tmp)

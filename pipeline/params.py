@@ -1,12 +1,9 @@
-"""Typed schema of params.yaml.
+"""Typed schema of params.yaml: one section class per stage, each key's type, range and default.
 
-Every stage and the flow validate the *whole* file before any compute starts, so a typo in a section
-that a late stage reads is caught by the first stage. A problem is reported as one line that names
-the key, e.g. ``params.yaml: kmeans.ks.0: K must be >= 2 (got 1)``.
-
-Presets (``pipeline/presets/*.yaml``) are partial overrides deep-merged onto params.yaml:
-``python -m pipeline.params apply smoke`` rewrites params.yaml in place (``git checkout params.yaml``
-returns to the embedded default).
+Reading the file and checking it is pipeline/checks.py (``load``, ``validate``); presets, partial
+overrides deep-merged onto it, are pipeline/presets/. The command line joins them:
+``python -m pipeline.params check`` validates params.yaml, ``python -m pipeline.params apply smoke``
+merges a preset into it in place (``git checkout params.yaml`` returns to the embedded default).
 """
 
 from __future__ import annotations
@@ -15,10 +12,8 @@ import argparse
 import itertools
 import re
 import sys
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,11 +35,8 @@ from digit.registry import (
     SSL_OBJECTIVES,
     TIMM_PREFIX,
     TRAINABLE_ENCODERS,
-    URL_INCEPTION_V3,
 )
 from digit.schedule import SCHEDULES as LR_SCHEDULES
-
-PRESETS_DIR = Path(__file__).parent / "presets"
 
 # Names that an ablation swaps are chosen from digit's registries, read here from modules that
 # import no torch, so a typo fails before a stage imports it.
@@ -728,106 +720,6 @@ def vq_grid_problem(image_size: int, grid: int) -> str | None:
     return None
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    # Model-level validators report the offending key at the start of the message.
-    if ": " in msg and " " not in msg.split(": ", 1)[0]:
-        key, msg = msg.split(": ", 1)
-        loc = f"{loc}.{key}" if loc else key
-    got = first.get("input")
-    shown = "" if isinstance(got, dict) or first["type"] == "value_error" else f" (got {got!r})"
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    if first["type"] == "missing":
-        msg = "missing key"
-        shown = ""
-    return f"{source}: {loc}: {msg}{shown}"
-
-
-def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections at the top level")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as err:
-        raise ParamsError(_format_error(err, source)) from None
-
-
-def check_files(params: Params, root: str | Path = ".", source: str = "params.yaml") -> None:
-    """Weights files named in params.yaml must exist: a missing one is reported by the first stage
-    (and the flow) before any compute, not by the stage that needs it an hour later. Relative paths
-    are taken from ``root``, the folder of params.yaml, where the stages run."""
-    needed = []
-    rows = {"encoder": params.encoder}
-    rows |= {f"encoders.{k}": params.for_encoder(k).encoder for k in params.encoders}
-    for key, encoder in rows.items():
-        if encoder.frozen and encoder.weights:
-            needed.append(
-                (
-                    f"{key}.weights",
-                    encoder.weights,
-                    f"the {encoder.name} checkpoint (.pth or .safetensors)",
-                )
-            )
-    if params.evaluate.extractor == "inception-v3-compat" and params.evaluate.inception_weights:
-        needed.append(
-            (
-                "evaluate.inception_weights",
-                params.evaluate.inception_weights,
-                f"torch-fidelity's Inception-v3 weights, a local copy of {URL_INCEPTION_V3}",
-            )
-        )
-    for key, file, expected in needed:
-        if not (Path(root) / file).is_file():  # an absolute file replaces root
-            raise ParamsError(
-                f"{source}: {key}: file {file!r} not found; expected {expected} "
-                "(nothing is downloaded at run time)"
-            )
-
-
-def load(path: str | Path = "params.yaml") -> Params:
-    """Read, validate and check the weights files of params.yaml (one line per problem)."""
-    path = Path(path)
-    if not path.exists():
-        raise ParamsError(f"{path}: not found (run from the project root)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
-    params = validate(raw, str(path))
-    check_files(params, path.parent, str(path))
-    return params
-
-
-# A preset's value of these keys replaces params.yaml's whole: its encoder axis is its own list.
-REPLACED_BY_PRESETS = ("encoders",)
-
-
-def deep_merge(base: dict, override: dict, replaced: tuple[str, ...] = ()) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in replaced:
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def apply_preset(name: str, params_path: str | Path = "params.yaml") -> Params:
-    """Deep-merge ``presets/<name>.yaml`` onto params.yaml, validate, and write it back."""
-    preset = PRESETS_DIR / f"{name}.yaml"
-    if not preset.exists():
-        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-        raise ParamsError(f"preset {name!r} not found; known presets: {known}")
-    base = yaml.safe_load(Path(params_path).read_text())
-    merged = deep_merge(base, yaml.safe_load(preset.read_text()) or {}, REPLACED_BY_PRESETS)
-    params = validate(merged, f"{params_path} + preset {name}")
-    Path(params_path).write_text(yaml.safe_dump(merged, sort_keys=False))
-    return params
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Validate params.yaml or apply a preset to it.")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -836,6 +728,12 @@ def main() -> None:
     ap.add_argument("preset")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
+    # Run as `python -m pipeline.params`, this file is __main__: the error class the checks raise
+    # is the one of the imported module.
+    from pipeline.checks import load
+    from pipeline.params import ParamsError as FileError
+    from pipeline.presets import apply_preset
+
     try:
         if args.cmd == "check":
             load(args.params)
@@ -843,7 +741,7 @@ def main() -> None:
         else:
             apply_preset(args.preset, args.params)
             print(f"{args.params}: preset {args.preset} applied")
-    except ParamsError as err:
+    except FileError as err:
         sys.exit(str(err))
 
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline import io
+from pipeline.checks import load
 from pipeline.params import (
     Params,
     ParamsError,
-    load,
     recorded_keys,
     start_recording,
     stop_recording,

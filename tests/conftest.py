@@ -44,6 +44,37 @@ def one_thread():
 ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def wait_until(check, timeout: float, what: str, every: float = 0.05) -> None:
+    """Wait for a condition another process makes true: a file it creates, a socket it binds.
+
+    The one place the tests poll, and why: the standard library has no event for "a path
+    appears" (inotify is not in it) and these processes are not our children. Each condition is
+    monotonic (once true it stays true), so the poll cannot race; ``timeout`` only bounds a
+    failure, which fails the test with ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(every)
+
+
+def wait_for_exit(pid: int, timeout: float, what: str) -> None:
+    """Block until process ``pid`` (not necessarily our child) has exited: an event through a
+    pidfd (Linux 5.3+), no polling; ``timeout`` only bounds a failure."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already gone
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, what
+    finally:
+        os.close(fd)
+
+
 def dvc(cwd: Path, *args: str) -> str:
     """Run the real DVC CLI (one thread per stage); fail the test with its output tail when it
     fails."""

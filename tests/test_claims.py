@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import checks, sets
 from pipeline import params as P
-from pipeline import sets
 from pipeline.report.claims import (
     Verdict,
     claim_generation,
@@ -23,9 +23,9 @@ from pipeline.report.claims import (
 from pipeline.report.metrics import Metrics, MissingMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = P.load(ROOT / "params.yaml").model_copy(
+PARAMS = checks.load(ROOT / "params.yaml").model_copy(
     update={
-        "kmeans": P.load(ROOT / "params.yaml").kmeans.model_copy(
+        "kmeans": checks.load(ROOT / "params.yaml").kmeans.model_copy(
             update={"ks": [8, 16, 32], "main_k": 16}
         )
     }
@@ -34,7 +34,7 @@ PARAMS = P.load(ROOT / "params.yaml").model_copy(
 
 @pytest.fixture(scope="module")
 def params() -> P.Params:
-    params = P.load(ROOT / "params.yaml")
+    params = checks.load(ROOT / "params.yaml")
     kmeans = params.kmeans.model_copy(update={"ks": [8, 16, 32], "main_k": 16})
     return params.model_copy(update={"kmeans": kmeans})
 

@@ -149,9 +149,9 @@ def test_a_folder_store_reads_the_same_pixels_and_features(tmp_path):
     import zarr
 
     from digit.encoders import build_encoder
+    from pipeline.checks import load
     from pipeline.encoder_files import save_encoder
     from pipeline.images import load_images, pixel_source
-    from pipeline.params import load
     from pipeline.stages import extract
     from pipeline.stages.ssl import encoder_kwargs
 
@@ -200,7 +200,8 @@ def test_a_folder_store_reads_the_same_pixels_and_features(tmp_path):
 
 
 def test_a_folder_store_needs_an_image_folder():
-    from pipeline.params import ParamsError, validate
+    from pipeline.checks import validate
+    from pipeline.params import ParamsError
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["data"]["pixels"] = "folder"

@@ -17,8 +17,9 @@ import yaml
 
 from digit.gpt import build_gpt
 from pipeline import io
+from pipeline.checks import load, validate
 from pipeline.ddp import Rank
-from pipeline.params import ParamsError, load, validate
+from pipeline.params import ParamsError
 from pipeline.resume import Checkpoints
 from pipeline.stages import ar
 from pipeline.train import Interrupt, Objective, TrainConfig, train

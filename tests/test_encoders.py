@@ -91,7 +91,7 @@ def images(tmp_path_factory):
 def encoder_params(name: str, weights, input_size: int, layer: int, row: str | None = None):
     """params.yaml with this encoder as the main one, or (``row``) as that row of the encoder axis
     beside the default's main encoder."""
-    from pipeline.params import validate
+    from pipeline.checks import validate
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["device"] = "cpu"
@@ -173,7 +173,8 @@ def test_timm_backbone_through_the_stages(tmp_path, images, name, size, layer, s
 def test_timm_backbone_errors_name_the_key(tmp_path):
     import timm
 
-    from pipeline.params import ParamsError, validate
+    from pipeline.checks import validate
+    from pipeline.params import ParamsError
     from pipeline.stage import StageError
     from pipeline.stages import vq
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from conftest import copy_project, dvc
 
-from pipeline.params import ParamsError, load, validate
+from pipeline.checks import load, validate
+from pipeline.params import ParamsError
 
 
 def test_imagenet_preset_plans_the_paper_dag(tmp_path):

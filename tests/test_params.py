@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline import checks, presets
 from pipeline import params as P
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +24,12 @@ def with_change(path: str, value):
 
 
 def test_default_and_presets_validate():
-    P.validate(DEFAULT)
-    for preset in P.PRESETS_DIR.glob("*.yaml"):
-        merged = P.deep_merge(
-            DEFAULT, yaml.safe_load(preset.read_text()) or {}, P.REPLACED_BY_PRESETS
+    checks.validate(DEFAULT)
+    for preset in presets.PRESETS_DIR.glob("*.yaml"):
+        merged = presets.deep_merge(
+            DEFAULT, yaml.safe_load(preset.read_text()) or {}, presets.REPLACED_BY_PRESETS
         )
-        P.validate(merged, preset.name)
+        checks.validate(merged, preset.name)
 
 
 @pytest.mark.parametrize(
@@ -80,7 +81,7 @@ def test_default_and_presets_validate():
 )
 def test_bad_values_name_the_key(path, value, expected):
     with pytest.raises(P.ParamsError) as err:
-        P.validate(with_change(path, value))
+        checks.validate(with_change(path, value))
     message = str(err.value)
     assert expected in message
     assert "\n" not in message
@@ -91,22 +92,22 @@ def test_unknown_and_missing_keys():
     raw = copy.deepcopy(DEFAULT)
     raw["kmeans"]["sphrical"] = True
     with pytest.raises(P.ParamsError, match=r"kmeans.sphrical: unknown key"):
-        P.validate(raw)
+        checks.validate(raw)
     raw = copy.deepcopy(DEFAULT)
     del raw["ssl"]["epochs"]
     with pytest.raises(P.ParamsError, match=r"ssl.epochs: missing key"):
-        P.validate(raw)
+        checks.validate(raw)
 
 
 def test_dinov2_needs_weights_and_divisible_size():
     raw = with_change("encoder.name", "dinov2_vitb14_reg4")
     raw["encoder"]["input_size"] = 224
     with pytest.raises(P.ParamsError, match=r"encoder.weights: .* needs a local weights file"):
-        P.validate(raw)
+        checks.validate(raw)
     raw["encoder"]["weights"] = "/some/file.pth"
     raw["encoder"]["input_size"] = 200
     with pytest.raises(P.ParamsError, match=r"not divisible by the patch size 14"):
-        P.validate(raw)
+        checks.validate(raw)
 
 
 def test_schema_takes_its_names_from_the_registries():
@@ -192,13 +193,13 @@ def test_path_and_encoder_row_variants():
     default's rows train the main recipe; the paper's large row and rows train their own length."""
     from pipeline.stages.ar import variants
 
-    v = variants(P.validate(DEFAULT))
+    v = variants(checks.validate(DEFAULT))
     steps = DEFAULT["ar"]["steps"]
     assert v["row"] == {} and v["long"] == {"steps": 2 * steps}
     assert v["large"]["steps"] == steps and v["large"]["n_embd"] == 160  # as the paper's 732M
     raw = with_change("path.large_steps_factor", None)  # null: as long as "+ longer training"
     raw["encoders_model"].update(size="base", n_embd=512, steps=7)
-    v = variants(P.validate(raw))
+    v = variants(checks.validate(raw))
     assert v["large"]["steps"] == 2 * steps
     # a size brings its own depth, heads and FFN; given keys win
     assert v["row"] == {

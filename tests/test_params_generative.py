@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline import checks
 from pipeline import params as P
 
 DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
@@ -60,7 +61,7 @@ def with_change(path: str, value):
 )
 def test_bad_values_name_the_key(path, value, expected):
     with pytest.raises(P.ParamsError) as err:
-        P.validate(with_change(path, value))
+        checks.validate(with_change(path, value))
     message = str(err.value)
     assert expected in message, message
     assert "\n" not in message
@@ -70,7 +71,7 @@ def test_paper_sizes_selectable_by_name():
     for size in ("base", "large"):
         raw = with_change("ar.size", size)
         raw["ar"]["n_embd"] = None  # the named size's own width
-        assert P.validate(raw).ar.size == size
+        assert checks.validate(raw).ar.size == size
 
 
 def test_schema_takes_its_names_from_the_registries():
@@ -80,14 +81,17 @@ def test_schema_takes_its_names_from_the_registries():
     for size in GPT_SIZES:
         raw = with_change("ar.size", size)
         raw["ar"]["n_embd"] = None
-        assert P.validate(raw).ar.size == size
+        assert checks.validate(raw).ar.size == size
     assert build_gpt("tiny").config.n_embd == GPT_SIZES["tiny"]["n_embd"]
     with pytest.raises(P.ParamsError, match="ar.size: unknown GPT size 'huge'"):
-        P.validate(with_change("ar.size", "huge"))
+        checks.validate(with_change("ar.size", "huge"))
     for schedule in SCHEDULES:
-        assert P.validate(with_change("renderer.schedule", schedule)).renderer.schedule == schedule
+        assert (
+            checks.validate(with_change("renderer.schedule", schedule)).renderer.schedule
+            == schedule
+        )
     with pytest.raises(P.ParamsError, match="renderer.schedule: Input should be 'cosine'"):
-        P.validate(with_change("renderer.schedule", "linear"))
+        checks.validate(with_change("renderer.schedule", "linear"))
 
 
 def test_train_config_covers_the_train_fields():
@@ -95,7 +99,7 @@ def test_train_config_covers_the_train_fields():
 
     from pipeline.train import TrainConfig, train_config
 
-    params = P.validate(DEFAULT)
+    params = checks.validate(DEFAULT)
     cfg = train_config(params.ar, params.seed)
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}
     # nproc says how many processes train, not what they compute (pipeline/ddp.py reads it)

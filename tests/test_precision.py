@@ -13,6 +13,7 @@ from digit.gpt import build_gpt
 from digit.precision import Precision, optimizer_step
 from digit.vq import VQVAE, VQConfig
 from digit.vq_train import VQTrainConfig, train_vq
+from pipeline import checks, presets
 from pipeline import params as P
 from pipeline.train import Objective, TrainConfig, train
 
@@ -103,8 +104,8 @@ def test_precision_is_a_checked_param_of_every_training_section():
         bad = copy.deepcopy(raw)
         bad[section]["precision"] = "fp8"
         with pytest.raises(P.ParamsError, match=rf"{section}\.precision: Input should be 'fp32'"):
-            P.validate(bad)
-    preset = yaml.safe_load((P.PRESETS_DIR / "imagenet.yaml").read_text())
+            checks.validate(bad)
+    preset = yaml.safe_load((presets.PRESETS_DIR / "imagenet.yaml").read_text())
     for section in ("vq", "ar", "renderer"):
         assert (preset[section]["precision"], preset[section]["tf32"]) == ("bf16", True)
     with pytest.raises(ValueError, match="precision must be one of"):

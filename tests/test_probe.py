@@ -9,7 +9,7 @@ import torch
 
 from digit.gpt import build_gpt
 from digit.metrics.probe import train_linear_probes
-from pipeline import params as P
+from pipeline import checks
 from pipeline.images import Images
 from pipeline.stages import probe as stage
 from pipeline.stages.probe import pooled_hidden_states
@@ -114,7 +114,7 @@ def test_stage_pairs_each_row_with_its_label(tmp_path, monkeypatch):
     """Tokens that carry the class (class c draws from ids 4c..4c+3), val rows interleaved with
     train rows: the probe of a random tiny GPT's pooled states is perfect (measured 1.0 at both
     blocks), and at chance (measured 0.33) once the labels no longer belong to their rows."""
-    params = P.load(ROOT / "params.yaml")
+    params = checks.load(ROOT / "params.yaml")
     params = params.model_copy(
         update={
             "device": "cpu",

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline import checks, sets
 from pipeline import params as P
-from pipeline import sets
 from pipeline.report.metrics import MissingMetrics
 from pipeline.report.write import write_reports
 from pipeline.sets import dag_sets
@@ -121,7 +121,7 @@ def fake_metrics(
     d: Path, disc_change: float, disc_fid: float, disc_probe: float, encoders: dict | None = None
 ) -> P.Params:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params = P.validate(raw | ({"encoders": encoders} if encoders is not None else {}))
+    params = checks.validate(raw | ({"encoders": encoders} if encoders is not None else {}))
     k = params.kmeans.main_k
     dag_metrics(d, params)
     write(d, sets.stability(f"k{k}"), stability_file(disc_change))
@@ -278,7 +278,7 @@ def test_the_encoder_table_has_a_row_per_encoder_of_the_run(tmp_path, rows):
 
 def _missing_cases() -> list[str]:
     """One file of each kind the report needs, for params.yaml's K list."""
-    params = P.load(ROOT / "params.yaml")
+    params = checks.load(ROOT / "params.yaml")
     ks, main = params.kmeans.ks, params.kmeans.main_k
     return [
         sets.gen(sets.digit_set(main, "maskgit")),  # Table 3

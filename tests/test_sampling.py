@@ -11,6 +11,7 @@ import torch
 
 from digit.gpt import build_gpt
 from digit.vq import VQVAE, VQConfig
+from pipeline import checks
 from pipeline import params as P
 from pipeline.images import Images
 from pipeline.stage import StageError
@@ -32,7 +33,7 @@ def sharp(model):
 
 
 def test_the_grid_is_the_two_sweeps():
-    params = P.load(ROOT / "params.yaml")
+    params = checks.load(ROOT / "params.yaml")
     s = params.sampling.model_copy(update={"top_k": [8, 0], "top_p": [0.6, 0.9]})
     assert stage.grid(params.model_copy(update={"sampling": s})) == [
         {"top_k": 8, "top_p": 1.0},
@@ -51,7 +52,7 @@ def test_the_grid_must_hold_the_untruncated_setting():
 def searched(tmp_path, monkeypatch, renderer: bool, n_reference: int = 3):
     """The search run on tiny random models: (summary, [(token-model settings, tokens)],
     [(renderer settings, prefix)], [scored images])."""
-    params = P.load(ROOT / "params.yaml")
+    params = checks.load(ROOT / "params.yaml")
     params = params.model_copy(
         update={
             "device": "cpu",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import sets
-from pipeline.params import load
+from pipeline.checks import load
 from pipeline.sets import dag_sets, sample_sets
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ import torch
 
 from digit.images import uint8_to_float
 from digit.metrics.stability import mean_cosine, salt_and_pepper, shift, token_change_rate
+from pipeline import checks
 from pipeline import params as P
 from pipeline.stages import stability as stage
 
@@ -63,7 +64,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_params(**stability) -> P.Params:
-    p = P.load(ROOT / "params.yaml")
+    p = checks.load(ROOT / "params.yaml")
     st = p.stability.model_copy(
         update={"snr_db": [30, 20, 5], "salt_pepper": [0.05, 0.1], "shift_px": [1, 2]} | stability
     )

@@ -12,8 +12,8 @@ import yaml
 
 from digit.encoders import build_encoder
 from pipeline import io
+from pipeline.checks import validate
 from pipeline.encoder_files import save_encoder
-from pipeline.params import validate
 from pipeline.stage import StageError
 from pipeline.stages import extract, kmeans, tokenize
 from pipeline.stages.ssl import encoder_kwargs

@@ -13,11 +13,10 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import copy_project
+from conftest import copy_project, wait_for_exit, wait_until
 
 from pipeline import warm
 
@@ -35,7 +34,7 @@ with open(out, "w") as f:
     json.dump(info, f)
 if action == "fail":
     sys.exit("error: probe.bad: expected a number")
-if action == "sleep":
+if action == "sleep":  # a stage still at work when its caller is killed (the test kills it)
     time.sleep(120)
 if action == "kill":
     os.kill(os.getpid(), 9)
@@ -76,10 +75,7 @@ def warm_up(project: Path) -> None:
     assert proc.wait(timeout=120) == 0, proc.stderr.read()
     assert json.loads(out.read_text())["pid"] == proc.pid  # ran in the caller itself
     sock = project / "warm" / "sock"
-    deadline = time.monotonic() + 120
-    while not sock.exists():
-        assert time.monotonic() < deadline, (project / "warm" / "log").read_text()
-        time.sleep(0.2)
+    wait_until(sock.exists, 120, "the warm server never listened", every=0.2)
 
 
 def test_stage_runs_in_the_server_as_python_m_would(project):
@@ -120,28 +116,12 @@ def test_exit_status_error_line_and_signal_reach_the_caller(project):
 def test_killing_the_caller_kills_the_stage(project):
     warm_up(project)
     proc, out = probe(project, "sleep")
-    deadline = time.monotonic() + 60
-    while not out.exists() or not out.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(lambda: out.exists() and out.read_text(), 60, "the stage never started")
     child = json.loads(out.read_text())["pid"]
     assert child != proc.pid
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 10
-    while alive(child):
-        assert time.monotonic() < deadline, "the stage outlived its caller"
-        time.sleep(0.1)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie not yet reaped by the server counts as gone.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
+    wait_for_exit(child, 10, "the stage outlived its caller")
 
 
 def test_a_real_stage_writes_the_same_bytes_warm_and_cold(project):
@@ -178,7 +158,7 @@ if seconds:
 with open(out + ".tmp", "w") as f:
     f.write(" ".join(map(str, pids)))
 os.replace(out + ".tmp", out)
-time.sleep(seconds)
+time.sleep(seconds)  # busy until killed: the test ends it, the sleep only stands in for work
 """
 LIGHT_SERVER = "from pipeline import warm; warm.serve(preload=())"
 
@@ -201,18 +181,11 @@ def light(checkout):
         [sys.executable, "-c", LIGHT_SERVER], cwd=checkout, start_new_session=True
     )
     try:
-        wait_for(lambda: (checkout / "warm/sock").exists(), 30, "the server never listened")
+        wait_until(lambda: (checkout / "warm/sock").exists(), 30, "the server never listened")
         yield checkout, server
     finally:
         server.kill()
         server.wait()
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 def kill_leftover(pid: int) -> None:
@@ -241,8 +214,8 @@ def test_kill_9_of_dvc_kills_the_stage_and_what_it_started(light, way):
     )
     pids: list[int] = []
     try:
-        wait_for(lambda: pids_file.exists() and caller_file.exists(), 30, "the stage never ran")
-        wait_for(lambda: caller_file.read_text() != "", 5, "no caller pid")
+        wait_until(lambda: pids_file.exists() and caller_file.exists(), 30, "the stage never ran")
+        wait_until(lambda: caller_file.read_text() != "", 5, "no caller pid")
         caller = int(caller_file.read_text())
         stage, plain, guarded = map(int, pids_file.read_text().split())
         pids = [caller, stage, plain, guarded]
@@ -253,11 +226,8 @@ def test_kill_9_of_dvc_kills_the_stage_and_what_it_started(light, way):
         dvc.wait()
         # Cold, a plain subprocess of the stage outlives it: nothing is left to kill its group.
         gone = [caller, stage, guarded] + ([] if way == "cold" else [plain])
-        wait_for(
-            lambda: not any(map(alive, gone)),
-            10,
-            f"still running: {[pid for pid in gone if alive(pid)]} of {gone}",
-        )
+        for pid in gone:
+            wait_for_exit(pid, 10, f"{pid} of {gone} still running")
     finally:
         dvc.kill()
         for pid in pids:
