@@ -54,6 +54,42 @@ def test_check_steps_span_training():
     assert check_steps(1, 1) == {1}
 
 
+def test_noise_has_the_stated_std_and_saturates_without_wrapping():
+    grey = np.full((200, 28, 28, 1), 128, np.uint8)
+    lad = noise_ladder(grey, seed=0, stds=(0.0, 0.05, 0.1))
+    for std, s in zip(lad.levels, lad.sets, strict=True):
+        measured = (s.astype(float) - 128).std() / 255
+        assert abs(measured - std) <= 0.05 * std + 1e-3, (std, measured)
+    white = noise_ladder(np.full((50, 28, 28, 1), 255, np.uint8), seed=0, stds=(1.0,)).sets[0]
+    assert white.max() == 255 and (white == 255).mean() > 0.45  # clipped at white, never wrapped
+    assert 0.12 < (white == 0).mean() < 0.2  # and at black: P(z < -1) = 0.16
+
+
+def test_ladders_are_named_deterministic_and_draw_without_replacement(digits):
+    x, y = digits
+    a, b = quality_ladders(x, y, n=300, seed=4), quality_ladders(x, y, n=300, seed=4)
+    assert [(lad.name, lad.what) for lad in a] == [
+        ("noise", "pixel noise std"),
+        ("classes", "classes kept"),
+    ]
+    for la, lb in zip(a, b, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(la.sets, lb.sets, strict=True))
+        for s in la.sets[:1] if la.name == "noise" else la.sets:
+            flat = s.reshape(len(s), -1)
+            assert len(np.unique(flat, axis=0)) == len(flat)  # no image drawn twice
+    other = quality_ladders(x, y, n=300, seed=5)
+    assert not np.array_equal(a[0].sets[0], other[0].sets[0])
+
+
+def test_two_classes_keep_one(digits):
+    """round(0.6 x 2) = 1 class at the last rung: the sets shrink to that class's images."""
+    x, y = digits
+    keep = np.concatenate([np.flatnonzero(y == 0)[:100], np.flatnonzero(y == 1)[:300]])
+    lads = quality_ladders(x[keep], y[keep], n=250, seed=0)
+    assert lads[1].levels == (2.0, 2.0, 2.0, 1.0, 1.0)
+    assert {len(s) for lad in lads for s in lad.sets} == {100}
+
+
 def test_noise_ladder_keeps_level_zero_and_grows(digits):
     x = digits[0][:50]
     lad = noise_ladder(x, seed=0, stds=(0.0, 0.05, 0.2))

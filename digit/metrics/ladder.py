@@ -19,6 +19,7 @@ it (``ranking_threshold``), and the network the run uses must be above it and ra
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -95,14 +96,14 @@ def ladder_fids(
 def check_steps(steps_per_epoch: int, epochs: int) -> set[int]:
     """The optimizer steps after which to score a training net: powers of two inside the first
     epoch (from a barely trained net up), the ends of epochs 1, 2, 4, ..., and the last step."""
-    early = {2**i for i in range(steps_per_epoch.bit_length()) if 2**i < steps_per_epoch}
-    ends = {steps_per_epoch * 2**i for i in range(epochs.bit_length()) if 2**i <= epochs}
+    early = {2**i for i in range(steps_per_epoch.bit_length())}  # each <= steps_per_epoch
+    ends = {steps_per_epoch * 2**i for i in range(epochs.bit_length())}  # each <= the last
     return early | ends | {steps_per_epoch * epochs}
 
 
 def ranks(fids: list[float]) -> bool:
     """FID rises strictly at every step of the ladder."""
-    return bool(len(fids) >= 2 and all(b > a for a, b in zip(fids, fids[1:], strict=False)))
+    return len(fids) >= 2 and all(b > a for a, b in itertools.pairwise(fids))
 
 
 def ranking_threshold(checkpoints: list[dict]) -> float | None:
