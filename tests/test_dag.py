@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import dag, params
+from pipeline import checks, dag, params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,7 @@ def test_a_dict_loop_fills_its_params_templates_per_variant():
 
 
 def test_reads_are_recorded_by_params_key():
-    p = params.load(ROOT / "params.yaml")
+    p = checks.load(ROOT / "params.yaml")
     params.start_recording()
     try:
         _ = p.ar.steps, p.generate.renderer_ar.top_p, p.generate, p.seed
