@@ -11,7 +11,7 @@ Mutants that only change a string literal (log messages, report wording) are cou
 report's wording is read by people, not by the rules. The score is the share of the other mutants
 killed (a timeout counts as killed: the mutant hung the tests).
 
-    python -m benchmarks.mutation                      # every module (about an hour on 2 cores)
+    python -m benchmarks.mutation                      # every module (hours on 2 cores: claims.py has ~1,200 mutants)
     python -m benchmarks.mutation --only ladder,probe  # some of them
     python -m benchmarks.run --items mutation          # the same, into reports/benchmarks.md
 

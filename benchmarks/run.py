@@ -6,7 +6,7 @@
     python -m benchmarks.run --items noop,flow       # need the whole DAG: slow, run by hand
     python -m benchmarks.run --items warm --repro-log WARM.log --cold-log COLD.log
     python -m benchmarks.run --items rehearsal       # the imagenet preset's shapes: ~10 min
-    python -m benchmarks.run --items mutation        # mutation testing: about an hour
+    python -m benchmarks.run --items mutation        # mutation testing: hours
 
 Sections of items not run this time are kept from the existing report, so the DAG items, measured
 rarely, and the quick ones, measured often, live in one file. Each section states when it was
