@@ -556,7 +556,7 @@ class Params(Section):
     seed: int
     # The seed axis (pipeline/sets.py): the models behind claims 2-4 run once per entry; `seed` is
     # the main one, which everything else uses, and must be among them.
-    seeds: Annotated[list[NonNegInt], Field(min_length=1)] = [0, 1, 2, 3]
+    seeds: Annotated[list[NonNegInt], Field(min_length=1)] = [0, 1, 2, 3, 4, 5, 6, 7]
     sample_seeds: Annotated[list[NonNegInt], Field(min_length=1)] = [0, 1, 2]
     device: str = "auto"
     data: DataParams
