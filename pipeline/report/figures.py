@@ -113,13 +113,14 @@ def plot_sampling(searches: list[tuple[str, dict]], path: Path) -> None:
 def plot_probe(curves: list[tuple[str, dict]], path: Path) -> None:
     """Fig. 3(b): linear-probe top-1 per block, one curve per (label, probe metrics)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     for label, p in curves:
         ax.plot(range(1, p["n_layers"] + 1), p["top1_per_layer"], "o-", label=label)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # blocks are whole numbers
     ax.set_xlabel("transformer block")
     ax.set_ylabel("linear probe top-1 (val)")
     ax.set_title("linear probe per layer (Fig. 3(b))")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside: no curve hidden
     fig.tight_layout()
     _save(fig, path)
 
