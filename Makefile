@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test lint bootstrap smoke dashboard flow bench bench-quick
+.PHONY: repro test lint bootstrap smoke dashboard flow serve bench bench-quick chromium
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,19 @@ dashboard: $(STAMP)
 flow: $(STAMP)
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline.flow
 
+## Runs started from the dashboard: the flow served as the deployment digit-run/digit on that
+## server (its Run button, or `prefect deployment run digit-run/digit`); Ctrl-C stops serving.
+serve: $(STAMP)
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline.serve
+
 ## The tests: unit tests and an end-to-end run of the smoke preset through the real `dvc repro`.
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+## tests/test_browser.py drives Debian's chromium through Playwright (which downloads no browser).
+chromium:
+	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 lint: $(STAMP)
 	$(BIN)/ruff check digit pipeline tests benchmarks

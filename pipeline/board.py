@@ -163,10 +163,12 @@ def _claims(claims: Path) -> list[str]:
         return ["*reports/claims.md: no verdicts table.*"]
     lines = md_table(("#", "verdict", "claim"), rows)
     lines += ["The numbers behind each verdict: `reports/claims.md`."]
-    checks = _columns(premises, ("check", "result", "gates claims")) if premises else None
+    # The result first: the UI does not wrap table cells, and a long check pushed it off the page.
+    order = ("result", "gates claims", "check")
+    checks = _columns(premises, order) if premises else None
     if checks is not None:
         lines += ["", "### Premises: can the claims be tested here?"]
-        lines += md_table(("check", "result", "gates claims"), checks)
+        lines += md_table(order, checks)
     return lines
 
 

@@ -471,6 +471,17 @@ def run(root: str | Path = ".", return_state: bool = False):
         cfg = load(root / "params.yaml").flow
     except ParamsError as err:
         raise FlowError(str(err)) from None
+    if cfg.runner == "dask" and cfg.dask_address:
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            # The flow's in-process server is out of the workers' reach: each would start a server
+            # of its own, and the stages' task runs, logs and artifacts would land there.
+            raise FlowError(
+                f"flow.dask_address ({cfg.dask_address}): the workers of an external Dask cluster "
+                "report to the flow's Prefect server, and there is none; start one (make "
+                "dashboard) and set PREFECT_API_URL to an address the workers reach"
+            )
     with single_flow(root):
         runner = task_runner(cfg.runner, cfg.max_parallel, cfg.dask_address)
         return dvc_flow.with_options(task_runner=runner)(root=str(root), return_state=return_state)

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 import subprocess
@@ -101,12 +102,13 @@ def copy_project(dst: Path, preset: str | None = "smoke") -> Path:
 _SMOKE: dict = {}
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: a run of unit tests starts nothing
 def pytest_collection_modifyitems(config, items):
     """When tests need the shared smoke run, start its `dvc repro` in the background right away
     and move those tests to the end: the unit tests run meanwhile (one thread for the stages, so
     the two do not fight over the 2 cores), which saves most of the smoke run's wall time."""
     late = [item for item in items if "smoke_run" in getattr(item, "fixturenames", ())]
-    if not late or config.option.collectonly:
+    if not late or config.option.collectonly or os.environ.get("DIGIT_SMOKE_RUN"):
         return
     items[:] = [item for item in items if item not in late] + late
     work = copy_project(Path(tempfile.mkdtemp(prefix="digit-smoke-")) / "work")
@@ -121,7 +123,11 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def smoke_run() -> Path:
     """The smoke preset reproduced once by the real `dvc repro` (about 5 minutes on 2 cores),
-    shared read-only by the end-to-end and flow tests: copy it (clone_run) before changing it."""
+    shared read-only by the end-to-end and flow tests: copy it (clone_run) before changing it.
+    ``DIGIT_SMOKE_RUN=/tmp/digit-smoke-.../work`` reuses one a session left behind (a developer's
+    shortcut while iterating on a test: nothing checks that it matches the checkout)."""
+    if os.environ.get("DIGIT_SMOKE_RUN"):
+        return Path(os.environ["DIGIT_SMOKE_RUN"])
     if not _SMOKE:  # collected without the hook (e.g. a single test by node id): run it now
         work = copy_project(Path(tempfile.mkdtemp(prefix="digit-smoke-")) / "work")
         (work / "first_run.log").write_text(dvc(work, "repro"))
@@ -131,6 +137,96 @@ def smoke_run() -> Path:
     out = (_SMOKE["work"] / "first_run.log").read_text()
     assert rc == 0, out[-3000:]
     return _SMOKE["work"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real Prefect server with its UI, started as `make dashboard` starts it, private to the
+    session (its own PREFECT_HOME and database) and shared by every flow test: it takes about a
+    minute to start on 2 loaded cores. While it runs, PREFECT_API_URL in Prefect's settings points
+    at it; yields the UI's URL. Stopped, with every process it started, at the end."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = f"http://127.0.0.1:{free_port()}"
+    home = tmp_path_factory.mktemp("prefect-home")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"PREFECT_HOME": str(home), "PREFECT_UI_API_URL": f"{url}/api"}
+    log = (home / "server.log").open("w")
+    prefect = str(Path(sys.executable).parent / "prefect")
+    port = url.rsplit(":", 1)[1]
+    server = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", port],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopped whole at the end
+    )
+
+    def healthy() -> bool:
+        assert server.poll() is None, (home / "server.log").read_text()[-3000:]
+        try:
+            return httpx.get(f"{url}/api/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, 300, f"the Prefect server at {url}", every=0.5)
+        with temporary_settings({PREFECT_API_URL: f"{url}/api"}):
+            yield url
+    finally:
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def served(work: Path, log: Path):
+    """`python -m pipeline.serve` (what `make serve` runs) on project `work`, against the session's
+    Prefect server; yields the deployment digit-run/digit once registered, stops serving after."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    def deployment():
+        """The deployment once this process registered it (another test's may still be there)."""
+        with get_client(sync_client=True) as client:
+            try:
+                found = client.read_deployment_by_name("digit-run/digit")
+            except Exception:  # not registered yet (ObjectNotFound)
+                return None
+        return found if found.parameters.get("root") == str(work.resolve()) else None
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)}
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.serve", "--root", str(work)],
+            cwd=work,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(lambda: deployment() is not None, 180, "the deployment digit-run/digit")
+            yield deployment()
+        finally:
+            server.terminate()
+            wait_for_exit(server.pid, 60, "the serving process")
+            server.wait()
 
 
 def clone_run(src: Path, dst: Path) -> Path:

@@ -65,7 +65,7 @@ def test_run_summary_of_the_committed_reports():
 
     checks = source_table(reports / "claims.md", "check")
     premises = by_heading["Premises: can the claims be tested here?"]
-    assert premises["header"] == ["check", "result", "gates claims"]
+    assert premises["header"] == ["result", "gates claims", "check"]
     assert len(premises["rows"]) == len(checks["rows"]) > 0
 
     headline = by_heading["Headline numbers (`dvc metrics show`)"]
@@ -106,10 +106,10 @@ def test_run_summary_of_fixture_claims(tmp_path):
     tables = parsed_tables(run_summary(tmp_path, "*status*"))
     assert [(t["header"], len(t["rows"])) for t in tables] == [
         (["#", "verdict", "claim"], 3),
-        (["check", "result", "gates claims"], 2),
+        (["result", "gates claims", "check"], 2),
     ]
     assert tables[0]["rows"][2] == ["3", "not supported", "three | four"]
-    assert tables[1]["rows"][1] == ["a | b", "**fail**", "-"]
+    assert tables[1]["rows"][1] == ["**fail**", "-", "a | b"]
 
 
 def test_md_tables_splits_adjacent_tables_and_drops_separators():

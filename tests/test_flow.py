@@ -58,14 +58,6 @@ def stage_graph(work: Path) -> nx.DiGraph:
         return nx.relabel_nodes(graph, stage_names(graph.nodes))
 
 
-@pytest.fixture(scope="module")
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=300):  # ~1 min to start on 2 loaded cores
-        yield
-
-
 def change_one_k(work: Path) -> str:
     """Swap the non-main K of params.yaml for a new one; return the new K's kmeans stage of the
     main seed (K-Means is fit once per seed: kmeans@K-SEED)."""

@@ -74,7 +74,12 @@ def test_wheel_holds_the_packages_and_their_data(wheel):
 def test_wheel_metadata(wheel):
     meta = wheel.read(next(n for n in wheel.namelist() if n.endswith("dist-info/METADATA")))
     entry = wheel.read(next(n for n in wheel.namelist() if n.endswith("/entry_points.txt")))
-    assert "digit-flow = pipeline.flow:main" in entry.decode()
+    for command in (
+        "digit-flow = pipeline.flow:main",
+        "digit-serve = pipeline.serve:main",
+        "digit-dashboard = pipeline.serve:dashboard",
+    ):
+        assert command in entry.decode()
     requires = [
         line.removeprefix("Requires-Dist:").strip()
         for line in meta.decode().splitlines()

@@ -45,7 +45,7 @@ def test_token_change_rate():
     b = torch.tensor([[1, 0, 3, 4], [5, 6, 0, 0]])
     assert token_change_rate(a, b) == pytest.approx(3 / 8)
     assert token_change_rate(a, a) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"shapes differ: \(2, 4\) vs \(1, 4\)"):
         token_change_rate(a, b[:1])
 
 
@@ -55,6 +55,37 @@ def test_mean_cosine():
     assert mean_cosine(a, b) == pytest.approx(0.5)
     assert mean_cosine(a, -a) == pytest.approx(-1.0)
     assert mean_cosine(a, a) == pytest.approx(1.0)
+
+
+def test_salt_and_pepper_one_pixel_and_channels_last():
+    """A fraction that rounds to one pixel changes exactly one; an input in channels-last memory
+    layout gets the same pixels as its contiguous copy."""
+    x = torch.full((3, 2, 8, 8), 0.5)
+    one = salt_and_pepper(x, 1 / 64, torch.Generator().manual_seed(1))
+    assert (one != x).any(dim=1).flatten(1).sum(1).tolist() == [1, 1, 1]
+    img = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(2))
+    last = img.to(memory_format=torch.channels_last)
+    a = salt_and_pepper(img, 0.2, torch.Generator().manual_seed(3))
+    b = salt_and_pepper(last, 0.2, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_shift_defaults_to_one_pixel_right():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    assert torch.equal(shift(x), shift(x, (0, 1)))
+    assert not torch.equal(shift(x), shift(x, 2))
+
+
+def test_shape_errors_name_both_shapes():
+    with pytest.raises(ValueError, match=r"shapes differ: \(1, 2, 2\) vs \(1, 1, 2\)"):
+        mean_cosine(torch.ones(1, 2, 2), torch.ones(1, 1, 2))
+
+
+def test_mean_cosine_eps_floors_short_vectors():
+    """eps floors each norm: vectors shorter than eps count as that long."""
+    a = torch.tensor([[[0.1, 0.0]]])
+    assert mean_cosine(a, a) == pytest.approx(1.0)
+    assert mean_cosine(a, a, eps=1.0) == pytest.approx(0.01)
 
 
 # ---- the stage (pipeline/stages/stability.py) --------------------------------------------------

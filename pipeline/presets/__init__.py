@@ -2,6 +2,8 @@
 
 ``python -m pipeline.params apply smoke`` rewrites params.yaml in place with the smoke preset
 (``git checkout params.yaml`` returns to the embedded default); the merged file is validated first.
+``apply_overrides`` does the same with ``key.sub=value`` pairs (a run started from the dashboard,
+pipeline/serve.py), as ``dvc exp run --set-param`` would.
 """
 
 from __future__ import annotations
@@ -39,5 +41,25 @@ def apply_preset(name: str, params_path: str | Path = "params.yaml") -> Params:
     base = yaml.safe_load(Path(params_path).read_text())
     merged = deep_merge(base, yaml.safe_load(preset.read_text()) or {}, REPLACED_BY_PRESETS)
     params = validate(merged, f"{params_path} + preset {name}")
+    Path(params_path).write_text(yaml.safe_dump(merged, sort_keys=False))
+    return params
+
+
+def apply_overrides(pairs: list[str], params_path: str | Path = "params.yaml") -> Params:
+    """Set ``section.key=value`` pairs (values read as YAML: 40, 0.5, [1, 2], null) in params.yaml,
+    validate, and write it back; nothing is written when a pair or the result is invalid."""
+    override: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ParamsError(f"override {pair!r} must be key=value, e.g. ar.steps=40")
+        *parents, leaf = key.strip().split(".")
+        node = override
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    base = yaml.safe_load(Path(params_path).read_text())
+    merged = deep_merge(base, override)
+    params = validate(merged, f"{params_path} + overrides {pairs}")
     Path(params_path).write_text(yaml.safe_dump(merged, sort_keys=False))
     return params
