@@ -540,6 +540,18 @@ def _watch_caller(alive: int) -> None:
     threading.Thread(target=watch, name="warm-caller-watch", daemon=True).start()
 
 
+def _reread_import_time_settings() -> None:
+    """What the preloaded libraries read from the environment when imported, read again from the
+    caller's: fsspec's ``FSSPEC_<PROTOCOL>_<OPTION>`` settings (an S3 endpoint for
+    ``extract.store``, say) would otherwise be the server's, not the stage's."""
+    if "fsspec.config" in sys.modules:
+        import fsspec.config
+
+        fsspec.config.conf.clear()
+        fsspec.config.set_conf_files(fsspec.config.conf_dir, fsspec.config.conf)
+        fsspec.config.set_conf_env(fsspec.config.conf)
+
+
 def _run_child(request: dict, fds: list[int], defaults: int) -> None:
     """Become ``python -m <module> <args>`` started in the caller's directory and environment."""
     import atexit
@@ -557,6 +569,7 @@ def _run_child(request: dict, fds: list[int], defaults: int) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    _reread_import_time_settings()
     unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
     sys.stdout = io.TextIOWrapper(

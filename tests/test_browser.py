@@ -44,9 +44,12 @@ def test_run_button_starts_a_run_and_the_summary_reads_right(deployment, prefect
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.goto(f"{prefect_server}/deployments/deployment/{deployment.id}")
+        page.wait_for_load_state("networkidle")  # the page's scripts hold the button's handler
         page.get_by_role("button", name="Run", exact=True).click()
-        page.get_by_text("Quick run").click()  # the deployment's own parameters
-        wait_until(lambda: len(flow_runs_of(deployment.id)) == 1, 60, "a flow run from the UI")
+        quick = page.get_by_text("Quick run")  # the deployment's own parameters
+        expect(quick).to_be_visible(timeout=60_000)
+        quick.click()
+        wait_until(lambda: len(flow_runs_of(deployment.id)) == 1, 180, "a flow run from the UI")
 
         def finished():
             state = flow_runs_of(deployment.id)[0].state

@@ -49,7 +49,7 @@ def test_default_and_presets_validate():
             "encoder.input_size: 30 px is not divisible by the patch size 4",
         ),
         ("device", "tpu", "device: expected auto, cpu, cuda or cuda:N"),
-        ("sample_seeds", [0, 7], "sample_seeds: expected distinct seeds out of seeds"),
+        ("sample_seeds", [0, 9], "sample_seeds: expected distinct seeds out of seeds"),
         ("ssl.noise_p", 1.5, "ssl.noise_p: Input should be less than or equal to 1"),
         ("renderer.align_kernel", 4, "renderer.align_kernel: expected an odd size (got 4)"),
         ("encoders_model.size", "huge", "encoders_model.size: unknown GPT size 'huge'"),

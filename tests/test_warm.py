@@ -30,6 +30,8 @@ info = {
     "var": os.environ.get("WARM_TEST_VAR"), "threads": torch.get_num_threads(),
     "version": VERSION, "main": __name__, "spec": __spec__.name,
 }
+import fsspec.config  # preloaded by the server (zarr's): its settings come from the environment
+info["s3_endpoint"] = fsspec.config.conf.get("s3", {}).get("endpoint_url")
 with open(out, "w") as f:
     json.dump(info, f)
 if action == "fail":
@@ -80,12 +82,13 @@ def warm_up(project: Path) -> None:
 
 def test_stage_runs_in_the_server_as_python_m_would(project):
     warm_up(project)
-    proc, out = probe(project, WARM_TEST_VAR="seen")
+    proc, out = probe(project, WARM_TEST_VAR="seen", FSSPEC_S3_ENDPOINT_URL="http://127.0.0.1:9")
     assert proc.wait(timeout=60) == 0, proc.stderr.read()
     info = json.loads(out.read_text())
     assert info["pid"] != proc.pid  # a child of the server did the work
     assert info["cwd"] == str(project) and info["args"] == [str(out), "ok"]
     assert info["var"] == "seen" and info["main"] == "__main__"
+    assert info["s3_endpoint"] == "http://127.0.0.1:9"  # fsspec's import-time settings too
     assert info["spec"] == "pipeline.stages.probe"  # what ddp.relaunch re-imports by name
     assert info["threads"] == json.loads(run_cold(project))["threads"]
 
