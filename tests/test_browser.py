@@ -43,21 +43,27 @@ def test_run_button_starts_a_run_and_the_summary_reads_right(deployment, prefect
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        # The deployment may have runs from other tests of the session (same name, same server).
+        before = {r.id for r in flow_runs_of(deployment.id)}
+
+        def new_runs():
+            return [r for r in flow_runs_of(deployment.id) if r.id not in before]
+
         page.goto(f"{prefect_server}/deployments/deployment/{deployment.id}")
         page.wait_for_load_state("networkidle")  # the page's scripts hold the button's handler
         page.get_by_role("button", name="Run", exact=True).click()
         quick = page.get_by_text("Quick run")  # the deployment's own parameters
         expect(quick).to_be_visible(timeout=60_000)
         quick.click()
-        wait_until(lambda: len(flow_runs_of(deployment.id)) == 1, 180, "a flow run from the UI")
+        wait_until(lambda: len(new_runs()) == 1, 180, "a flow run from the UI")
 
         def finished():
-            state = flow_runs_of(deployment.id)[0].state
+            state = new_runs()[0].state
             return state is not None and state.is_final()
 
         # The serving process picks the run up and runs the stale stage (the bound: a failure).
         wait_until(finished, 600, "the flow run started from the UI to finish", every=1.0)
-        run = flow_runs_of(deployment.id)[0]
+        run = new_runs()[0]
         assert run.state.is_completed(), run.state
         page.goto(f"{prefect_server}/runs/flow-run/{run.id}")
         expect(page.get_by_text("Completed").first).to_be_visible(timeout=60_000)
