@@ -1,16 +1,16 @@
 """The dashboard as a researcher sees it, in a real browser (Playwright driving Debian's chromium,
 no browser download): the deployment served by `python -m pipeline.serve` is started with its
 Run button, the flow run finishes, and its `run-summary` artifact shows the verdicts table with
-every claim. The project is a copy of the smoke run with one stale stage, so the run is short and
-the report is real. Screenshots of both pages go to the test's folder."""
+every claim. The project is a toy DAG holding the smoke run's reports, so the run is short and
+the verdicts are real. Screenshots of both pages go to the test's folder."""
 
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import clone_run, served, wait_until
+from conftest import served, wait_until
+from test_serve import toy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -18,11 +18,11 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.fixture
 def deployment(smoke_run, prefect_server, tmp_path):
-    """A stale copy of the smoke run, served as the deployment digit-run/digit."""
-    work = clone_run(smoke_run, tmp_path / "work")
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["toy"]["n_test_per_class"] += 1
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    """A toy DAG (its stages run in seconds) holding the smoke run's reports, so the run's
+    run-summary artifact has real verdicts; served as the deployment digit-run/digit."""
+    (tmp_path / "work").mkdir()
+    work = toy_project(tmp_path / "work")
+    shutil.copytree(smoke_run / "reports", work / "reports")
     with served(work, tmp_path / "serve.log") as found:
         yield found
 
