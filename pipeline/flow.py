@@ -487,12 +487,18 @@ def run(root: str | Path = ".", return_state: bool = False):
         return dvc_flow.with_options(task_runner=runner)(root=str(root), return_state=return_state)
 
 
-def check_server() -> None:
-    """Fail in one line when PREFECT_API_URL points at a server that is not up."""
+def check_server(needed_for: str | None = None) -> None:
+    """Fail in one line when PREFECT_API_URL points at a server that is not up, or (``needed_for``:
+    what needs a real server) when it is unset."""
     import httpx
     from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
+    if not url and needed_for:
+        raise FlowError(
+            f"{needed_for} lives on a Prefect server: start one (make dashboard) and set "
+            "PREFECT_API_URL"
+        )
     if not url:
         return  # no server configured: Prefect starts a temporary one for this run
     try:

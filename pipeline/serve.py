@@ -57,15 +57,8 @@ def main() -> None:
     parser.add_argument("--root", default=".", help="the DVC project (default: .)")
     args = parser.parse_args()
     root = str(Path(args.root).resolve())
-    from prefect.settings import PREFECT_API_URL
-
-    if not PREFECT_API_URL.value():
-        sys.exit(
-            "error: a deployment lives on a Prefect server: start one (make dashboard) and set "
-            "PREFECT_API_URL (make serve does both)"
-        )
     try:
-        check_server()
+        check_server(needed_for="a deployment")
     except FlowError as err:
         sys.exit(f"error: {err}")
     digit_run.serve(name=DEPLOYMENT, parameters={"root": root}, print_starting_message=True)

@@ -38,9 +38,16 @@ def apply_preset(name: str, params_path: str | Path = "params.yaml") -> Params:
     if not preset.exists():
         known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
         raise ParamsError(f"preset {name!r} not found; known presets: {known}")
-    base = yaml.safe_load(Path(params_path).read_text())
-    merged = deep_merge(base, yaml.safe_load(preset.read_text()) or {}, REPLACED_BY_PRESETS)
-    params = validate(merged, f"{params_path} + preset {name}")
+    override = yaml.safe_load(preset.read_text()) or {}
+    return _merge_into(params_path, override, f"preset {name}", REPLACED_BY_PRESETS)
+
+
+def _merge_into(
+    params_path: str | Path, override: dict, what: str, replaced: tuple[str, ...] = ()
+) -> Params:
+    """Deep-merge ``override`` onto params.yaml, validate, and only then write it back."""
+    merged = deep_merge(yaml.safe_load(Path(params_path).read_text()), override, replaced)
+    params = validate(merged, f"{params_path} + {what}")
     Path(params_path).write_text(yaml.safe_dump(merged, sort_keys=False))
     return params
 
@@ -58,8 +65,4 @@ def apply_overrides(pairs: list[str], params_path: str | Path = "params.yaml") -
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
-    base = yaml.safe_load(Path(params_path).read_text())
-    merged = deep_merge(base, override)
-    params = validate(merged, f"{params_path} + overrides {pairs}")
-    Path(params_path).write_text(yaml.safe_dump(merged, sort_keys=False))
-    return params
+    return _merge_into(params_path, override, f"overrides {pairs}")
