@@ -119,6 +119,8 @@ EVALNET = In("models/evalnet.pt")
 KS_BY_SEEDS = {"matrix": {"k": "${kmeans.ks}", "seed": "${seeds}"}}
 KS_BY_SAMPLE_SEEDS = {"matrix": {"k": "${kmeans.ks}", "seed": "${sample_seeds}"}}
 ENCODER_ROWS = {"foreach": "${encoders}"}
+VQ_ROWS = {"foreach": "${vq_rows}"}
+VQ_ROW = f"vq_{KEY}"  # the stem of a vq_rows row's autoencoder, its tokens and its token model
 
 
 def trained(stem: str) -> dict[str, Arg]:
@@ -294,7 +296,6 @@ KINDS: tuple[Kind, ...] = (
         "vq",
         "vq",
         {
-            "variant": "main",
             "seed": ITEM,
             "name": f"vq_s{ITEM}",
             "images": IMAGES,
@@ -312,20 +313,24 @@ KINDS: tuple[Kind, ...] = (
         loop={"foreach": "${seeds}"},
     ),
     Kind(
-        "vq_noise",
+        "vq_row",
         "vq",
         {
-            "variant": "noise",
+            "row": KEY,
+            "name": VQ_ROW,
             "images": IMAGES,
-            "out": Out("models/vq_noise.pt"),
-            "tokens": Out("tokens/vq_noise.zarr"),
-            "metrics": Keep("metrics/vq_noise.json"),
-            "checkpoints": "checkpoints/vq_noise",
-            "live": Live("dvclive/vq_noise"),
+            "out": Out(f"models/{VQ_ROW}.pt"),
+            "tokens": Out(f"tokens/{VQ_ROW}.zarr"),
+            "metrics": Keep(f"metrics/{VQ_ROW}.json"),
+            "checkpoints": f"checkpoints/{VQ_ROW}",
+            "live": Live(f"dvclive/{VQ_ROW}"),
         },
-        ("seed", *VQ_PARAMS),
-        "timings/vq_noise.json",
-        doc="The Table 1 control: the VQ autoencoder trained with the encoder's noise augmentation.",
+        ("seed", *VQ_PARAMS, f"vq_rows.{KEY}"),
+        f"timings/vq_row_{KEY}.json",
+        doc="More VQ tokenizers (params `vq_rows`, e.g. Table 1's control trained with the "
+        "encoder's noise augmentation): each row's autoencoder, then its token model, probe, "
+        "untruncated samples and stability, once with the main seed.",
+        loop=VQ_ROWS,
     ),
     Kind(
         "ar",
@@ -364,8 +369,7 @@ KINDS: tuple[Kind, ...] = (
             "path.large_steps_factor",
         ),
         f"timings/ar_variant_{KEY}.json",
-        doc="Token-model variants: class-conditional DiGIT and VQ, Fig. 3(a)'s path, and the "
-        "token model over the noise-trained VQ's codes (a tokenizer row of claim 6).",
+        doc="Token-model variants: class-conditional DiGIT and VQ, and Fig. 3(a)'s path.",
         loop={
             "foreach": {
                 "cond": {
@@ -391,12 +395,6 @@ KINDS: tuple[Kind, ...] = (
                     "conditioning": "none",
                     "tokens": f"disc_k{MAIN_K}_s{SEED}",
                     "variant": "large",
-                },
-                "vq_noise": {
-                    "name": "vq_noise",
-                    "conditioning": "none",
-                    "tokens": "vq_noise",
-                    "variant": "main",
                 },
             }
         },
@@ -433,6 +431,22 @@ KINDS: tuple[Kind, ...] = (
         f"timings/ar_vq_long_{ITEM}.json",
         doc="The VQ side at DiGIT's training compute (path.vq_long_steps_factor), per sample seed.",
         loop={"foreach": "${sample_seeds}"},
+    ),
+    Kind(
+        "ar_vq_row",
+        "ar",
+        {
+            "name": VQ_ROW,
+            "conditioning": "none",
+            "variant": "main",
+            "tokens": In(f"tokens/{VQ_ROW}.zarr"),
+            "images": IMAGES,
+            **trained(f"ar_{VQ_ROW}"),
+        },
+        ("seed", "device", "ar"),
+        f"timings/ar_vq_row_{KEY}.json",
+        doc="The token model over each VQ row's codes (main seed), trained as the VQ baseline's.",
+        loop=VQ_ROWS,
     ),
     Kind(
         "renderer",
@@ -604,20 +618,21 @@ KINDS: tuple[Kind, ...] = (
         loop={"foreach": "${sample_seeds}"},
     ),
     Kind(
-        "generate_vq_noise",
+        "generate_vq_row",
         "generate",
         {
             "source": "sample",
-            "name": "vq_noise_untruncated",
+            "name": f"{VQ_ROW}_untruncated",
             "variant": "untruncated",
-            "token_model": In("models/ar_vq_noise.pt"),
-            "vq": In("models/vq_noise.pt"),
+            "token_model": In(f"models/ar_{VQ_ROW}.pt"),
+            "vq": In(f"models/{VQ_ROW}.pt"),
             "images": IMAGES,
-            **sampled("vq_noise_untruncated"),
+            **sampled(f"{VQ_ROW}_untruncated"),
         },
         ("seed", "device", *GENERATE_PARAMS, "generate.token_model", "evaluate"),
-        "timings/generate_vq_noise.json",
-        doc="The noise-trained VQ's samples, untruncated (claim 6), decoded by its own decoder.",
+        f"timings/generate_vq_row_{KEY}.json",
+        doc="Each VQ row's samples, untruncated (claim 6), decoded by its own decoder.",
+        loop=VQ_ROWS,
     ),
     Kind(
         "generate_vq",
@@ -791,18 +806,19 @@ KINDS: tuple[Kind, ...] = (
         loop={"foreach": "${seeds}"},
     ),
     Kind(
-        "probe_vq_noise",
+        "probe_vq_row",
         "probe",
         {
-            "name": "vq_noise",
-            "model": In("models/ar_vq_noise.pt"),
-            "tokens": In("tokens/vq_noise.zarr"),
+            "name": VQ_ROW,
+            "model": In(f"models/ar_{VQ_ROW}.pt"),
+            "tokens": In(f"tokens/{VQ_ROW}.zarr"),
             "images": IMAGES,
-            "metrics": Keep("metrics/probe_vq_noise.json"),
+            "metrics": Keep(f"metrics/probe_{VQ_ROW}.json"),
         },
         ("seed", "device", "probe"),
-        "timings/probe_vq_noise.json",
-        doc="The probe of the token model over the noise-trained VQ's codes (claim 6).",
+        f"timings/probe_vq_row_{KEY}.json",
+        doc="The probe of each VQ row's token model.",
+        loop=VQ_ROWS,
     ),
     Kind(
         "ssl_enc",
@@ -985,15 +1001,28 @@ KINDS: tuple[Kind, ...] = (
         "stability_vq",
         "stability",
         {
-            "tokenizer": KEY,
+            "tokenizer": "vq",
             "images": IMAGES,
-            "vq": In("models/${item.model}.pt"),
-            "metrics": Keep(f"metrics/stability_{KEY}.json"),
+            "vq": In(f"models/vq_s{SEED}.pt"),
+            "metrics": Keep("metrics/stability_vq.json"),
         },
         ("seed", "device", "stability"),
-        f"timings/stability_vq_{KEY}.json",
-        doc="... and the VQ autoencoders (main seed; the one trained with noise augmentation).",
-        loop={"foreach": {"vq": {"model": f"vq_s{SEED}"}, "vq_noise": {"model": "vq_noise"}}},
+        "timings/stability_vq.json",
+        doc="... the VQ autoencoder (main seed) ...",
+    ),
+    Kind(
+        "stability_vq_row",
+        "stability",
+        {
+            "tokenizer": VQ_ROW,
+            "images": IMAGES,
+            "vq": In(f"models/{VQ_ROW}.pt"),
+            "metrics": Keep(f"metrics/stability_{VQ_ROW}.json"),
+        },
+        ("seed", "device", "stability"),
+        f"timings/stability_vq_row_{KEY}.json",
+        doc="... and each row of params `vq_rows`.",
+        loop=VQ_ROWS,
     ),
     Kind(
         "toy",
@@ -1025,6 +1054,7 @@ KINDS: tuple[Kind, ...] = (
             "renderer.prefix_mode",
             "renderer.align_kernel",
             "encoders",
+            "vq_rows",
             "path",
             "evaluate",
             "generate.n_samples",

@@ -295,6 +295,32 @@ class VQParams(Section):
     tf32: StrictBool = False
 
 
+VQ_ROW_RESERVED = {"long", "cond", "recon", "untruncated", "selected"}  # vq_<key> stems in use
+
+
+class VQRow(Section):
+    """One more reconstructive tokenizer (params ``vq_rows``): the VQ autoencoder of ``vq`` with the
+    row's keys replaced (None keeps ``vq``'s), through its own token model, probe, untruncated
+    samples and Table 1 entry, trained once with the main seed. Its files are ``vq_<key>``."""
+
+    label: Annotated[str, Field(min_length=1)]  # its row in Tables 1 and 2, claim 6
+    codebook_size: Annotated[int, Field(ge=2)] | None = None
+    code_dim: PosInt | None = None
+    hidden: PosInt | None = None
+    n_res_blocks: NonNegInt | None = None
+    commitment: NonNeg | None = None
+    epochs: PosInt | None = None
+    lr: PosFloat | None = None
+    l1_weight: NonNeg | None = None
+    noise_aug: bool | None = None  # Gaussian pixel noise on its inputs (Table 1's fair control)
+    noise_p: Prob | None = None
+    noise_snr_db: tuple[float, float] | None = None
+
+    def apply(self, vq: VQParams) -> VQParams:
+        over = {f: getattr(self, f) for f in type(self).model_fields if f != "label"}
+        return vq.model_copy(update={f: v for f, v in over.items() if v is not None})
+
+
 class GPTModelFields(Section):
     """A transformer chosen by size name (digit.registry.GPT_SIZES); the other keys override it
     (None: the size's own). Vocabulary and length always come from the token sets. Keys whose
@@ -582,6 +608,17 @@ class Params(Section):
     # The encoder axis (Fig. 4a): key -> another encoder, each through ssl / extract / K-Means at
     # main_k / tokens / token model / renderer / samples / probe (stage@key), trained once (seed).
     encoders: dict[str, EncoderRow]  # {} plans no encoder-axis stage
+    # More VQ tokenizers (Table 1, Table 2, claim 6): key -> vq's recipe with the row's changes,
+    # each through its own token model / probe / samples / stability (stage@key), main seed.
+    vq_rows: dict[str, VQRow]  # {} plans no VQ row
+
+    def for_vq_row(self, key: str | None) -> Params:
+        """These params with the VQ autoencoder of row ``key`` of ``vq_rows`` (None: ``vq``)."""
+        if key is None:
+            return self
+        if key not in self.vq_rows:
+            raise ValueError(f"vq_rows: no row {key!r} (rows: {', '.join(self.vq_rows) or 'none'})")
+        return self.model_copy(update={"vq": self.vq_rows[key].apply(self.vq)})
 
     def for_encoder(self, key: str | None) -> Params:
         """These params with the encoder of row ``key`` of ``encoders`` (None: the main one)."""
@@ -611,6 +648,12 @@ class Params(Section):
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (got {self.device!r})")
         self._encoder_checks("encoder.")
+        for key in self.vq_rows:
+            if not ENCODER_KEY.match(key) or key in VQ_ROW_RESERVED or re.fullmatch(r"s\d+", key):
+                raise ValueError(
+                    f"vq_rows.{key}: a row key is lower-case letters and digits, not one of "
+                    f"{sorted(VQ_ROW_RESERVED)} or s<number> (its files are vq_<key>)"
+                )
         for key in self.encoders:
             if not ENCODER_KEY.match(key) or key in RESERVED_KEYS or re.fullmatch(r"k\d+", key):
                 raise ValueError(

@@ -20,7 +20,9 @@ gathers the seeds of a name), and ``dag_sets`` lists the files the DAG writes. T
 
 The encoder axis (params ``encoders``, Fig. 4a): each row key names its own branch at the main K --
 ``models/encoder_<key>.pt``, ``tokens/<key>_k<K>.zarr``, the token model ``<key>``, the renderer
-``<key>_ar``, the sample set ``<key>_k<K>_ar`` and the probe ``probe_<key>``.
+``<key>_ar``, the sample set ``<key>_k<K>_ar`` and the probe ``probe_<key>``. A row of ``vq_rows``
+(more VQ tokenizers) is ``vq_<key>`` throughout: ``models/vq_<key>.pt``, ``tokens/vq_<key>.zarr``,
+the token model ``vq_<key>``, the set ``vq_<key>_untruncated`` (``vq_row``, ``vq_row_set``).
 """
 
 from __future__ import annotations
@@ -51,8 +53,13 @@ VQ_MODEL = "vq"  # the AR model over VQ tokens, unconditional
 # model + renderer), the "+ longer training" row beside DiGIT's; along ``sample_seeds``.
 VQ_LONG_MODEL = "vq_long"
 VQ_COND_MODEL = "vq_cond"  # ... class-conditional
-VQ_NOISE_MODEL = "vq_noise"  # the AR model over the codes of the VQ trained with noise (main seed)
 # The AR model over the K-Means tokens (main K) of encoder-axis row <key> is named <key> itself.
+
+
+def vq_row(key: str) -> str:
+    """Row ``key`` of ``vq_rows`` (main seed): its autoencoder, tokens, token model and Table 1
+    entry are ``vq_<key>`` (models/vq_<key>.pt, ar_vq_<key>, probe_vq_<key>, stability_vq_<key>)."""
+    return f"vq_{key}"
 
 
 def disc_model(k: int, conditional: bool = False) -> str:
@@ -96,7 +103,6 @@ PREPARE = "prepare"
 SSL = "ssl"  # the main (SimCLR) encoder's training
 ENCODER = "encoder"  # the main encoder's k-NN evaluation
 VQ = "vq"  # the VQ autoencoder, one per entry of ``seeds`` (vq_s<seed>)
-VQ_NOISE = "vq_noise"  # ... trained with the encoder's noise augmentation (Table 1 control)
 EVALNET = "evalnet"
 
 
@@ -176,9 +182,9 @@ def gen(set_name: str) -> str:
     return f"gen_{set_name}"
 
 
-def probe_models(ks: list[int], encoders: list[str]) -> list[str]:
+def probe_models(ks: list[int], encoders: list[str], vq_rows: list[str]) -> list[str]:
     """Every token model the DAG probes (Table 2, Fig. 3(b), Fig. 4a), in table order."""
-    return [disc_model(k) for k in ks] + [VQ_MODEL, VQ_NOISE_MODEL, *encoders]
+    return [disc_model(k) for k in ks] + [VQ_MODEL, *map(vq_row, vq_rows), *encoders]
 
 
 def seeded_models(ks: list[int]) -> set[str]:
@@ -196,25 +202,29 @@ def model_stem(model: str, seed: int, per_seed: set[str]) -> str:
     return seeded(model, seed) if model in per_seed else model
 
 
-def dag_probed_models(ks: list[int], seeds: list[int], encoders: list[str]) -> list[str]:
+def dag_probed_models(
+    ks: list[int], seeds: list[int], encoders: list[str], vq_rows: list[str]
+) -> list[str]:
     """The stems of the token models the DAG probes: the seeded ones once per entry of ``seeds``."""
     per_seed = seeded_models(ks)
     return [
         seeded(m, s) if m in per_seed else m
-        for m in probe_models(ks, encoders)
+        for m in probe_models(ks, encoders, vq_rows)
         for s in (seeds if m in per_seed else [None])
     ]
 
 
-def dag_probes(ks: list[int], seeds: list[int], encoders: list[str]) -> list[str]:
+def dag_probes(
+    ks: list[int], seeds: list[int], encoders: list[str], vq_rows: list[str]
+) -> list[str]:
     """The probe metrics stems the DAG writes."""
-    return [probe(m) for m in dag_probed_models(ks, seeds, encoders)]
+    return [probe(m) for m in dag_probed_models(ks, seeds, encoders, vq_rows)]
 
 
 # --- sample sets --------------------------------------------------------------------------------
 
 Source = Literal["sample", "gt", "recon"]
-Tokens = str  # "disc" (the main encoder's K-Means tokens), "vq", or an encoder-axis row's key
+Tokens = str  # "disc" (the main encoder's K-Means tokens), "vq", an encoder row's key or vq_<row>
 GenTable = Literal["table3_unconditional", "table4_conditional"]
 
 
@@ -281,7 +291,9 @@ def encoder_set(key: str, k: int) -> str:
     return f"{key}_k{k}_untruncated"
 
 
-VQ_NOISE_SET = "vq_noise_untruncated"  # the noise-trained VQ's token model, untruncated
+def vq_row_set(key: str) -> str:
+    """The samples of VQ row ``key``, untruncated, decoded by its own decoder."""
+    return f"{vq_row(key)}_untruncated"
 
 
 # --- tokenizers: the rows of every comparison of tokenizers (Table 1, claim 6) -------------------
@@ -296,18 +308,22 @@ class TokenizerRow:
     k: int | None
 
 
-def tokenizer_rows(ks: list[int], main_k: int, encoders: list[str]) -> list[TokenizerRow]:
+def tokenizer_rows(
+    ks: list[int], main_k: int, encoders: list[str], vq_rows: list[str]
+) -> list[TokenizerRow]:
     """Every tokenizer the run builds, in table order: the main encoder's K-Means at each K, each
-    row of ``encoders`` (at the main K), the VQ autoencoder and the VQ trained with noise."""
+    row of ``encoders`` (at the main K), the VQ autoencoder and each row of ``vq_rows``."""
     return [
         *(TokenizerRow(f"k{k}", "kmeans", disc_model(k), untruncated_set(k), k) for k in ks),
         *(TokenizerRow(key, "row", key, encoder_set(key, main_k), main_k) for key in encoders),
         TokenizerRow(VQ_MODEL, "vq", VQ_MODEL, vq_set(), None),
-        TokenizerRow(VQ_NOISE_MODEL, "vq", VQ_NOISE_MODEL, VQ_NOISE_SET, None),
+        *(TokenizerRow(vq_row(key), "vq", vq_row(key), vq_row_set(key), None) for key in vq_rows),
     ]
 
 
-def sample_sets(ks: list[int], main_k: int, encoders: list[str]) -> dict[str, SampleSet]:
+def sample_sets(
+    ks: list[int], main_k: int, encoders: list[str], vq_rows: list[str]
+) -> dict[str, SampleSet]:
     """Every sample set the DAG generates and evaluates, by name. The order is the generation
     tables' row order: Table 3's rows, then Table 4's, then the sets only the ablations show."""
     m = main_k
@@ -454,30 +470,38 @@ def sample_sets(ks: list[int], main_k: int, encoders: list[str]) -> dict[str, Sa
             )
             for key in encoders
         ),
-        SampleSet(
-            name=VQ_NOISE_SET,
-            label="AR over the codes of the VQ trained with noise augmentation, untruncated",
-            source="sample",
-            tokens="vq_noise",
-            k=None,
-            token_model=VQ_NOISE_MODEL,
-            renderer=None,
-            conditional=False,
-            table=None,
-            how="untruncated",
+        *(
+            SampleSet(
+                name=vq_row_set(key),
+                label=f"AR over the codes of VQ row {key!r}, untruncated",
+                source="sample",
+                tokens=vq_row(key),
+                k=None,
+                token_model=vq_row(key),
+                renderer=None,
+                conditional=False,
+                table=None,
+                how="untruncated",
+            )
+            for key in vq_rows
         ),
     ]
     return {s.name: s for s in sets}
 
 
 def dag_sets(
-    ks: list[int], main_k: int, encoders: list[str], sample_seeds: list[int], main_seed: int
+    ks: list[int],
+    main_k: int,
+    encoders: list[str],
+    vq_rows: list[str],
+    sample_seeds: list[int],
+    main_seed: int,
 ) -> dict[str, SampleSet]:
     """Every set the DAG writes, by file name: the seeded sets once per sample seed, the others
     once from the main seed's models."""
     per_seed = seeded_models(ks)
     out = {}
-    for s in sample_sets(ks, main_k, encoders).values():
+    for s in sample_sets(ks, main_k, encoders, vq_rows).values():
         for seed in sample_seeds if s.seeded else [main_seed]:
             c = s.for_seed(seed, per_seed)
             out[c.name] = c

@@ -142,7 +142,7 @@ def apply_variant(
     params: Params, section: str, variants: dict[str, dict], variant: str | None
 ) -> Params:
     """``params`` with the overrides of ``--variant`` applied to ``params.<section>``: a DVC stage
-    such as vq_noise is its base stage with one named change to the recipe;
+    such as ar_variant@long is its base stage with one named change to the recipe;
     ``main`` (or none) is the recipe of params.yaml as it stands."""
     if variant in (None, "main"):
         return params

@@ -95,7 +95,8 @@ def test_smoke_generative_outputs(smoke):
         f"digit_k{k}_{how}" for k in ks for how in ("ar", "untruncated") if k != main or how == "ar"
     ]
     sets = [f"{x}_s{s}" for x in [*per_k, *fair] for s in sample_seeds]
-    sets += [f"{row}_k{main}_untruncated" for row in params["encoders"]] + ["vq_noise_untruncated"]
+    sets += [f"{row}_k{main}_untruncated" for row in params["encoders"]]
+    sets += [f"vq_{row}_untruncated" for row in params["vq_rows"]]
     sets += [f"digit_k{main}_{v}" for v in ("maskgit", "cond_ar", "cond_maskgit")]
     sets += [f"digit_k{main}_{v}_ar" for v in ("long", "large")]
     sets += ["vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]
@@ -143,7 +144,7 @@ def test_smoke_stability_and_sampling(smoke):
         *(f"k{k}" for k in params["kmeans"]["ks"]),
         *params["encoders"],
         "vq",
-        "vq_noise",
+        *(f"vq_{row}" for row in params["vq_rows"]),
     ]
     files = {name: metrics(smoke, f"stability_{name}") for name in tokenizers}
     perts = files["vq"]["perturbations"]

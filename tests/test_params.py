@@ -58,6 +58,11 @@ def test_default_and_presets_validate():
         ("ar.precision", "fp8", "ar.precision: Input should be 'fp32', 'bf16' or 'fp16'"),
         ("extract.keep", 0, "extract.keep"),
         ("encoders.Dino", {"label": "x"}, "encoders.Dino: a row key is lower-case letters"),
+        ("vq_rows.long", {"label": "x"}, "vq_rows.long: a row key is lower-case letters"),
+        ("vq_rows.s1", {"label": "x"}, "vq_rows.s1: a row key is lower-case letters"),
+        ("vq_rows.noise.epochs", 0, "vq_rows.noise.epochs: Input should be greater than 0"),
+        ("vq_rows.noise.ema_decay", 0.9, "vq_rows.noise.ema_decay: unknown key"),
+        ("vq_rows.wide", {"hidden": 128}, "vq_rows.wide.label: missing key"),
         ("encoders.k64", {"label": "x"}, "encoders.k64: a row key is lower-case letters"),
         ("encoders.mae.objective", "byol", "encoders.mae.objective: Input should be"),
         ("encoders.mae.depth", 3, "encoders.mae.depth: unknown key"),
@@ -86,6 +91,17 @@ def test_bad_values_name_the_key(path, value, expected):
     assert expected in message
     assert "\n" not in message
     assert message.startswith("params.yaml: ")
+
+
+def test_a_vq_row_is_vq_with_its_changes():
+    raw = copy.deepcopy(DEFAULT)
+    raw["vq_rows"] = {"wide": {"label": "wide VQ", "hidden": 128, "codebook_size": 512}}
+    params = checks.validate(raw)
+    row = params.for_vq_row("wide").vq
+    assert (row.hidden, row.codebook_size, row.epochs) == (128, 512, params.vq.epochs)
+    assert params.for_vq_row(None).vq == params.vq
+    with pytest.raises(ValueError, match=r"vq_rows: no row 'tall' \(rows: wide\)"):
+        params.for_vq_row("tall")
 
 
 def test_unknown_and_missing_keys():

@@ -63,8 +63,8 @@ def dag_metrics(d: Path, params: P.Params) -> None:
     Tests overwrite what they test."""
     ks, main = params.kmeans.ks, params.kmeans.main_k
     ar = {"n_params": 2e6, "seq_len": 49, "epochs": 1.5, "val_loss": 1.5, "steps": 10}
-    encoders = list(params.encoders)
-    for s in dag_sets(ks, main, encoders, params.sample_seeds, params.seed).values():
+    encoders, vq_rows = list(params.encoders), list(params.vq_rows)
+    for s in dag_sets(ks, main, encoders, vq_rows, params.sample_seeds, params.seed).values():
         gen = {"fid": 12.0, "isc_mean": 4.0, "extractor": "evalnet", "n_gen": 500}
         write(d, s.metrics, gen | ({"source_top1": 0.9} if s.source == "gt" else {}))
         made = {"token_model": SAMPLER} if s.token_model else {}
@@ -74,9 +74,7 @@ def dag_metrics(d: Path, params: P.Params) -> None:
         write(d, sets.generate(s.name), made)
         if s.token_model:
             write(d, sets.ar(s.token_model), ar)
-    for model in sets.dag_probed_models(
-        ks, params.seeds, encoders
-    ):  # the token models of every seed
+    for model in sets.dag_probed_models(ks, params.seeds, encoders, vq_rows):  # every seed's
         write(d, sets.probe(model), probe(0.5, 2))
         write(d, sets.ar(model), ar)
     write(d, sets.EVALNET, {"feat_dim": 128, "val_top1": 0.98})
@@ -89,7 +87,7 @@ def dag_metrics(d: Path, params: P.Params) -> None:
         write(d, enc, {"knn_top1": scores, "protocol": "p", "probe_top1": scores})
     for side in sets.SIDES:
         write(d, sets.sampling(side), search(side))
-    for t in sets.tokenizer_rows(ks, main, encoders):
+    for t in sets.tokenizer_rows(ks, main, encoders, vq_rows):
         write(d, sets.stability(t.name), stability_file(0.2))
 
 

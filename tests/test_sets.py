@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load(ROOT / "params.yaml")
 KS, MAIN_K = PARAMS.kmeans.ks, PARAMS.kmeans.main_k
 SEEDS, SAMPLE_SEEDS, MAIN_SEED = PARAMS.seeds, PARAMS.sample_seeds, PARAMS.seed
-ENCODERS = list(PARAMS.encoders)
-SETS = dag_sets(KS, MAIN_K, ENCODERS, SAMPLE_SEEDS, MAIN_SEED)
+ENCODERS, VQ_ROWS = list(PARAMS.encoders), list(PARAMS.vq_rows)
+SETS = dag_sets(KS, MAIN_K, ENCODERS, VQ_ROWS, SAMPLE_SEEDS, MAIN_SEED)
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,11 @@ def test_each_set_is_made_from_the_models_its_definition_names(dag):
         assert f"metrics/{sets.generate(s.name)}.json" in st.outs, st.name
         assert f"metrics/{s.metrics}.json" in st.outs, st.name  # scored where it is generated
         assert "models/evalnet.pt" in st.deps, st.name
-        decoders = {d for d in st.deps if d.startswith(("models/vq_s", "models/vq_noise"))}
+        row_vqs = tuple(f"models/{sets.vq_row(key)}.pt" for key in VQ_ROWS)
+        decoders = {d for d in st.deps if d.startswith(("models/vq_s", *row_vqs))}
         seed = sets.seed_of(s.name)[1]
-        own = "vq_noise" if s.tokens == "vq_noise" else f"vq_s{MAIN_SEED if seed is None else seed}"
+        rows = {sets.vq_row(key) for key in VQ_ROWS}
+        own = s.tokens if s.tokens in rows else f"vq_s{MAIN_SEED if seed is None else seed}"
         assert decoders == {f"models/{own}.pt"}, st.name  # the codes' own VQ decodes them
         shared = {*decoders, "models/evalnet.pt"}
         models = {d for d in st.deps if d.startswith("models/") and d not in shared}
@@ -99,17 +101,17 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
         sets.ENCODER,
         *(f(key) for key in ENCODERS for f in (sets.ssl_of, sets.encoder_of, sets.kmeans_of)),
         *(sets.seeded(sets.VQ, s) for s in SEEDS),  # the tokenizers: one per seed
-        sets.VQ_NOISE,
+        *map(sets.vq_row, VQ_ROWS),
         sets.EVALNET,
-        *(sets.stability(t.name) for t in sets.tokenizer_rows(KS, MAIN_K, ENCODERS)),
+        *(sets.stability(t.name) for t in sets.tokenizer_rows(KS, MAIN_K, ENCODERS, VQ_ROWS)),
         *(sets.sampling(side) for side in sets.SIDES),
         sets.TOY,
         *(sets.seeded(sets.kmeans(k), s) for k in KS for s in SEEDS),
         *(sets.tokens(k) for k in KS),
         *(sets.ar(m) for m in token_models),
-        *(sets.ar(m) for m in sets.dag_probed_models(KS, SEEDS, ENCODERS)),
+        *(sets.ar(m) for m in sets.dag_probed_models(KS, SEEDS, ENCODERS, VQ_ROWS)),
         *(sets.renderer(r) for r in renderers),
-        *sets.dag_probes(KS, SEEDS, ENCODERS),
+        *sets.dag_probes(KS, SEEDS, ENCODERS, VQ_ROWS),
         *(sets.generate(s) for s in SETS),
         *(sets.gen(s) for s in SETS),
     }
@@ -117,7 +119,7 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
 
 
 def test_sets_follow_the_k_list():
-    got = sample_sets([8, 16], 16, ["mae"])
+    got = sample_sets([8, 16], 16, ["mae"], ["noise"])
     assert list(got) == [
         "vq_untruncated",
         "vq_selected",
@@ -150,7 +152,7 @@ def test_sets_follow_the_k_list():
 
 
 def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
-    got = dag_sets([8, 16], 16, ["mae"], [3, 5], 5)
+    got = dag_sets([8, 16], 16, ["mae"], ["noise"], [3, 5], 5)
     assert {"vq_untruncated_s3", "vq_selected_s5", "digit_k8_ar_s3", "digit_k16_ar_s5"} <= set(got)
     assert "vq_untruncated" not in got and "digit_k16_ar" not in got
     # the fair comparison's sets: every side sampled both ways on every sample seed
@@ -168,7 +170,7 @@ def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
 
 
 def test_the_encoder_axis_names_a_branch_per_row():
-    got = sample_sets([8, 16], 16, ["mae", "dino"])
+    got = sample_sets([8, 16], 16, ["mae", "dino"], [])
     assert [n for n in got if n.endswith(("mae_k16_untruncated", "dino_k16_untruncated"))] == [
         "mae_k16_untruncated",
         "dino_k16_untruncated",
@@ -180,10 +182,29 @@ def test_the_encoder_axis_names_a_branch_per_row():
         "dino_ar",
         None,
     )
-    assert sets.dag_probes([8], [0], ["dino"]) == [
+    assert sets.dag_probes([8], [0], ["dino"], ["noise"]) == [
         "probe_k8_s0",
         "probe_vq_s0",
         "probe_vq_noise",
         "probe_dino",
     ]
-    assert "mae_k16_untruncated" not in sample_sets([8, 16], 16, [])  # an empty axis: no row
+    assert "mae_k16_untruncated" not in sample_sets([8, 16], 16, [], [])  # an empty axis: no row
+
+
+def test_a_vq_row_names_its_own_chain():
+    """A row of vq_rows is vq_<key> throughout, decoded by its own autoencoder; none: no set."""
+    got = sample_sets([8], 8, [], ["noise", "wide"])
+    wide = got["vq_wide_untruncated"]
+    assert (wide.tokens, wide.token_model, wide.renderer, wide.how) == (
+        "vq_wide",
+        "vq_wide",
+        None,
+        "untruncated",
+    )
+    rows = sets.tokenizer_rows([8], 8, [], ["noise", "wide"])
+    assert [(t.name, t.probe_model, t.sample_set) for t in rows if t.family == "vq"] == [
+        ("vq", "vq", "vq_untruncated"),
+        ("vq_noise", "vq_noise", "vq_noise_untruncated"),
+        ("vq_wide", "vq_wide", "vq_wide_untruncated"),
+    ]
+    assert not any(n.startswith("vq_noise") for n in sample_sets([8], 8, [], []))

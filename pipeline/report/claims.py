@@ -49,6 +49,8 @@ def claim_stability(params: Params, m: Metrics) -> Verdict:
     t = st["tokenizers"]
     # The encoder rows trained without the noise augmentation: Table 1's control.
     nonoise = [key for key, row in params.encoders.items() if row.noise_aug is False]
+    # The VQ rows trained WITH the encoder's noise augmentation: the fair VQ control.
+    vq_noise = [sets.vq_row(key) for key, row in params.vq_rows.items() if row.noise_aug]
     gauss = [i for i, p in enumerate(perts) if p["kind"] == "gaussian"]
     other = [i for i, p in enumerate(perts) if p["kind"] != "gaussian"]
 
@@ -62,7 +64,10 @@ def claim_stability(params: Params, m: Metrics) -> Verdict:
             (key, "vq", f"encoder trained WITHOUT noise augmentation ({key}) vs VQ, Gaussian noise")
             for key in nonoise
         ),
-        (disc, "vq_noise", "main encoder vs VQ trained WITH the same noise, Gaussian noise"),
+        *(
+            (disc, vq, f"main encoder vs VQ trained WITH the same noise ({vq}), Gaussian noise")
+            for vq in vq_noise
+        ),
     ):
         if a in t and b in t:
             w, n = wins(a, b, gauss)

@@ -129,11 +129,23 @@ class Metrics:
         return self.data[name]
 
 
+def run_sets(params: Params) -> dict[str, sets.SampleSet]:
+    """The run's sample sets (``sets.sample_sets`` over its K list, ``encoders`` and ``vq_rows``)."""
+    k = params.kmeans
+    return sets.sample_sets(k.ks, k.main_k, list(params.encoders), list(params.vq_rows))
+
+
+def run_tokenizers(params: Params) -> list[sets.TokenizerRow]:
+    """The run's tokenizers, in table order (``sets.tokenizer_rows``)."""
+    k = params.kmeans
+    return sets.tokenizer_rows(k.ks, k.main_k, list(params.encoders), list(params.vq_rows))
+
+
 def stability(params: Params, m: Metrics, what: str, required: bool = True) -> dict:
     """Table 1 over every tokenizer of the run (``sets.tokenizer_rows``): the perturbations and
     protocol (the same in every file), and each tokenizer's measurements by its name (without
     ``required``, the tokenizers whose file is there; {} when none is)."""
-    rows = sets.tokenizer_rows(params.kmeans.ks, params.kmeans.main_k, list(params.encoders))
+    rows = run_tokenizers(params)
     files = {}
     for t in rows:
         name = sets.stability(t.name)
@@ -164,7 +176,7 @@ def tokenizer_points(params: Params, m: Metrics, what: str) -> list[dict]:
     st = stability(params, m, what)
     i = at_snr(st)
     points = []
-    for t in sets.tokenizer_rows(params.kmeans.ks, params.kmeans.main_k, list(params.encoders)):
+    for t in run_tokenizers(params):
         gen, probe = m.need(sets.gen(t.sample_set), what), m.need(sets.probe(t.probe_model), what)
         points.append(
             {

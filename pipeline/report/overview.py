@@ -145,7 +145,10 @@ def curve_panels(params: Params) -> list[tuple[str, list[tuple[str, str]]]]:
         ("renderers (stage 2)", renderers),
         (
             "VQ autoencoder",
-            [("VQ", sets.seeded(sets.VQ, params.seed)), ("VQ + noise", sets.VQ_NOISE)],
+            [
+                ("VQ", sets.seeded(sets.VQ, params.seed)),
+                *((row.label, sets.vq_row(key)) for key, row in params.vq_rows.items()),
+            ],
         ),
     ]
 

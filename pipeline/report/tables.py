@@ -24,11 +24,12 @@ from pipeline.report.metrics import (
     PAPER,
     Metrics,
     encoder_vs,
+    run_sets,
     scale_line,
     stability,
     tokenizer_points,
 )
-from pipeline.sets import SampleSet, sample_sets
+from pipeline.sets import SampleSet
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -191,7 +192,7 @@ def gen_row(m: Metrics, s: SampleSet, table: str) -> dict:
 
 def generation_rows(params: Params, m: Metrics, table: sets.GenTable) -> list[dict]:
     """``table``'s rows: the sample sets pipeline/sets.py assigns to it, in its order."""
-    ss = sample_sets(params.kmeans.ks, params.kmeans.main_k, list(params.encoders)).values()
+    ss = run_sets(params).values()
     return [gen_row(m, s, table) for s in ss if s.table == table]
 
 
@@ -301,7 +302,10 @@ def table2_models(params: Params) -> list[tuple[str, str, str]]:
     ]
     vq = [
         (sets.VQ_MODEL, "VQ tokens", "VQ tokens"),
-        (sets.VQ_NOISE_MODEL, "VQ tokens, VQ trained with noise", "VQ + noise"),
+        *(
+            (sets.vq_row(key), f"VQ tokens, {row.label} (`vq_rows`)", row.label)
+            for key, row in params.vq_rows.items()
+        ),
     ]
     return [*disc, *rows, *vq]
 
@@ -369,7 +373,7 @@ SAMPLING_CAVEAT = (
 def ablation_tokenizer(params: Params, m: Metrics) -> Table:
     """Fig. 3(a) as a path: each row changes one thing of the row above."""
     k = params.kmeans.main_k
-    ss = sample_sets(params.kmeans.ks, k, list(params.encoders))
+    ss = run_sets(params)
     rows = []
     p = params.path
     larger = [f"GPT `{p.size}`" if p.size else "", f"width {p.n_embd}" if p.n_embd else ""]
@@ -419,7 +423,7 @@ def ablation_tokenizer(params: Params, m: Metrics) -> Table:
 
 
 def ablation_k(params: Params, m: Metrics) -> Table:
-    ss = sample_sets(params.kmeans.ks, params.kmeans.main_k, list(params.encoders))
+    ss = run_sets(params)
     rows = []
     for k in params.kmeans.ks:
         s = ss[sets.digit_set(k)]
@@ -527,7 +531,7 @@ def encoder_line(params: Params, key: str) -> str:
 
 def ablation_encoder(params: Params, m: Metrics) -> Table:
     k = params.kmeans.main_k
-    ss = sample_sets(params.kmeans.ks, k, list(params.encoders))
+    ss = run_sets(params)
     main = f"{params.encoder.name} ({params.ssl.objective})"
     encoders = [
         (

@@ -37,7 +37,6 @@ from pipeline.resume import (
 )
 from pipeline.stage import (
     StageError,
-    apply_variant,
     cli,
     record_timing,
     resolve_device,
@@ -132,12 +131,15 @@ def run(
     metrics: str,
     checkpoints: str,
     live: str,
-    variant: str | None = None,
+    row: str | None = None,
 ) -> dict:
-    """``variant="noise"``: the same VQ trained with Gaussian pixel noise on its inputs (clean
-    targets), a control for the stability table: the discriminative encoder sees that noise in its
-    augmentations, so a fair comparison gives the VQ the same chance (vq.noise_p, vq.noise_snr_db)."""
-    params = apply_variant(params, "vq", {"noise": {"noise_aug": True}}, variant)
+    """``row``: the VQ of that row of params ``vq_rows`` (e.g. trained with Gaussian pixel noise on
+    its inputs, clean targets: the discriminative encoder sees that noise in its augmentations, so
+    a fair stability comparison gives the VQ the same chance); None: ``vq`` as it stands."""
+    try:
+        params = params.for_vq_row(row)
+    except ValueError as err:
+        raise StageError(f"--row: {err}") from None
     device = resolve_device(params.device)
     data = load_images(images)
     train_images = torch.from_numpy(data.images[data.train])
@@ -229,9 +231,9 @@ def main() -> None:
         "metrics",
         "checkpoints",
         "live",
-        optional=("variant", "name"),
+        optional=("row", "name"),
     )
-    name = args.name or f"vq@{args.variant or 'main'}"
+    name = args.name or (f"vq_row@{args.row}" if args.row else "vq")
     with stage(name, args.params) as params:
         run(
             params,
@@ -241,7 +243,7 @@ def main() -> None:
             args.metrics,
             args.checkpoints,
             args.live,
-            args.variant,
+            args.row,
         )
 
 
