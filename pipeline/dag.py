@@ -98,12 +98,27 @@ class Kind:
     module: str
     args: dict[str, Arg]
     params: tuple[str, ...]
-    timings: str
     doc: str = ""
     loop: dict | None = None
     deps: tuple[str, ...] = ()  # read, but not named on the command line
     writes: tuple[str, ...] = ()  # written (kept in git), but not named on the command line
     metrics: tuple[str, ...] = ()  # `dvc metrics show` files (in git)
+
+    @property
+    def stage_name(self) -> str:
+        """The DVC stage name as DVC expands it (``ar@${item.k}-${item.seed}`` -> ar@256-0)."""
+        loop = self.loop or {}
+        if "matrix" in loop:
+            return self.name + "@" + "-".join(f"${{item.{axis}}}" for axis in loop["matrix"])
+        if "foreach" in loop:
+            by_key = isinstance(loop["foreach"], dict) or loop["foreach"] in ROW_LOOPS
+            return self.name + ("@${key}" if by_key else "@${item}")
+        return self.name
+
+    @property
+    def timings(self) -> str:
+        """Its wall-clock figures: ``timings/<stage name>.json``, one spelling with the stage."""
+        return f"timings/{self.stage_name}.json"
 
     def paths(self, kind: type) -> list[str]:
         found = [a.path for a in self.args.values() if isinstance(a, kind)]
@@ -120,6 +135,7 @@ KS_BY_SEEDS = {"matrix": {"k": "${kmeans.ks}", "seed": "${seeds}"}}
 KS_BY_SAMPLE_SEEDS = {"matrix": {"k": "${kmeans.ks}", "seed": "${sample_seeds}"}}
 ENCODER_ROWS = {"foreach": "${encoders}"}
 VQ_ROWS = {"foreach": "${vq_rows}"}
+ROW_LOOPS = ("${encoders}", "${vq_rows}")  # params dicts: DVC names their stages by key
 VQ_ROW = f"vq_{KEY}"  # the stem of a vq_rows row's autoencoder, its tokens and its token model
 
 
@@ -200,7 +216,6 @@ KINDS: tuple[Kind, ...] = (
         "prepare",
         {"out": Out("data/images.zarr"), "metrics": Keep("metrics/prepare.json")},
         ("seed", "data"),
-        "timings/prepare.json",
         doc="The images: the dataset's train / val split in one Zarr store.",
     ),
     Kind(
@@ -213,7 +228,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep("metrics/ssl.json"),
         },
         ("seed", "device", "data.image_size", "data.channels", "encoder", "ssl"),
-        "timings/ssl.json",
         doc="The main encoder (SimCLR) and its random-weights twin; other encoders are rows of "
         "params `encoders` (the `_enc` kinds).",
     ),
@@ -226,7 +240,6 @@ KINDS: tuple[Kind, ...] = (
             "out": Out("features/feats.zarr"),
         },
         ("seed", "device", "extract"),
-        "timings/extract.json",
         doc="The main encoder's features of every image (the K-Means input).",
     ),
     Kind(
@@ -240,7 +253,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep("metrics/encoder.json"),
         },
         ("seed", "device", "extract", "encoder_eval"),
-        "timings/encoder_eval.json",
         doc="The encoder's k-NN and linear-probe check against its random-weights twin.",
     ),
     Kind(
@@ -256,7 +268,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/kmeans_k{K}_s{S}.json"),
         },
         ("device", *KMEANS_FIT),
-        f"timings/kmeans_{K}_{S}.json",
         doc="Tokenizers: K-Means centroids, one branch per K and seed.",
         loop=KS_BY_SEEDS,
     ),
@@ -273,7 +284,6 @@ KINDS: tuple[Kind, ...] = (
             "images": IMAGES,
         },
         ("seed", "device", "kmeans.spherical", "extract", "tokenize"),
-        f"timings/tokenize_{K}_{S}.json",
         doc="Nearest-centroid tokens of every image.",
         loop=KS_BY_SEEDS,
     ),
@@ -288,7 +298,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/tokens_k{ITEM}.json"),
         },
         ("seed", "device", "extract", *KMEANS_FIT, "encoder_eval"),
-        f"timings/token_eval_{ITEM}.json",
         doc="The tokens' k-NN and probe check (Table 2's tokens row), main seed.",
         loop={"foreach": "${kmeans.ks}"},
     ),
@@ -306,7 +315,6 @@ KINDS: tuple[Kind, ...] = (
             "live": Live(f"dvclive/vq_s{ITEM}"),
         },
         VQ_PARAMS,
-        f"timings/vq_{ITEM}.json",
         doc="The VQ autoencoder: the reconstructive baseline tokenizer and the renderer's pixel "
         "decoder, one per seed. Training stages checkpoint to checkpoints/<model>/ (outside DVC's "
         "outs): a killed stage resumes from there on the next repro.",
@@ -326,7 +334,6 @@ KINDS: tuple[Kind, ...] = (
             "live": Live(f"dvclive/{VQ_ROW}"),
         },
         ("seed", *VQ_PARAMS, f"vq_rows.{KEY}"),
-        f"timings/vq_row_{KEY}.json",
         doc="More VQ tokenizers (params `vq_rows`, e.g. Table 1's control trained with the "
         "encoder's noise augmentation): each row's autoencoder, then its token model, probe, "
         "untruncated samples and stability, once with the main seed.",
@@ -344,7 +351,6 @@ KINDS: tuple[Kind, ...] = (
             **trained(f"ar_k{K}_s{S}"),
         },
         ("device", "ar"),
-        f"timings/ar_{K}_{S}.json",
         doc="The token model (the paper's stage 1): a GPT over each token set, per K and seed.",
         loop=KS_BY_SEEDS,
     ),
@@ -368,7 +374,6 @@ KINDS: tuple[Kind, ...] = (
             "path.n_embd",
             "path.large_steps_factor",
         ),
-        f"timings/ar_variant_{KEY}.json",
         doc="Token-model variants: class-conditional DiGIT and VQ, and Fig. 3(a)'s path.",
         loop={
             "foreach": {
@@ -411,7 +416,6 @@ KINDS: tuple[Kind, ...] = (
             **trained(f"ar_vq_s{ITEM}"),
         },
         ("device", "ar"),
-        f"timings/ar_vq_{ITEM}.json",
         doc="The VQ baseline's token model, once per seed like the DiGIT ones.",
         loop={"foreach": "${seeds}"},
     ),
@@ -428,7 +432,6 @@ KINDS: tuple[Kind, ...] = (
             **trained(f"ar_vq_long_s{ITEM}"),
         },
         ("device", "ar", "path.vq_long_steps_factor"),
-        f"timings/ar_vq_long_{ITEM}.json",
         doc="The VQ side at DiGIT's training compute (path.vq_long_steps_factor), per sample seed.",
         loop={"foreach": "${sample_seeds}"},
     ),
@@ -444,7 +447,6 @@ KINDS: tuple[Kind, ...] = (
             **trained(f"ar_{VQ_ROW}"),
         },
         ("seed", "device", "ar"),
-        f"timings/ar_vq_row_{KEY}.json",
         doc="The token model over each VQ row's codes (main seed), trained as the VQ baseline's.",
         loop=VQ_ROWS,
     ),
@@ -461,7 +463,6 @@ KINDS: tuple[Kind, ...] = (
             **trained(f"renderer_k{K}_ar_s{S}"),
         },
         ("device", "renderer"),
-        f"timings/renderer_{K}_{S}.json",
         doc="The renderer (the paper's stage 2): discriminative-token prefix -> VQ tokens; causal "
         '("ar", the paper\'s "+VQGAN"), per K and sample seed.',
         loop=KS_BY_SAMPLE_SEEDS,
@@ -478,7 +479,6 @@ KINDS: tuple[Kind, ...] = (
             **trained("renderer_${item.name}"),
         },
         ("seed", "device", "renderer"),
-        f"timings/renderer_variant_{KEY}.json",
         doc="The bidirectional (MaskGIT) renderer at the main K.",
         loop={
             "foreach": {
@@ -504,7 +504,6 @@ KINDS: tuple[Kind, ...] = (
             **sampled(f"digit_k{K}_ar_s{S}"),
         },
         ("device", *GENERATE_PARAMS, "generate.token_model", "generate.renderer_ar", "evaluate"),
-        f"timings/generate_{K}_{S}.json",
         doc="Sample sets (Tables 3 and 4): DiGIT per K and sample seed, at the paper's sampling.",
         loop=KS_BY_SAMPLE_SEEDS,
     ),
@@ -529,7 +528,6 @@ KINDS: tuple[Kind, ...] = (
             "generate.${item.rendering}",
             "evaluate",
         ),
-        f"timings/generate_variant_{KEY}.json",
         doc="DiGIT variants' samples (main seed).",
         loop={
             "foreach": {
@@ -591,7 +589,6 @@ KINDS: tuple[Kind, ...] = (
             **sampled(f"digit_k{K}_untruncated_s{S}"),
         },
         ("device", *GENERATE_PARAMS, "generate.token_model", "generate.renderer_ar", "evaluate"),
-        f"timings/generate_untruncated_{K}_{S}.json",
         doc="Matched sampling: DiGIT at every K sampled untruncated at every step, every sample "
         "seed (Table 3's fair rows at the main K, the K ablation and claim 6 at every K).",
         loop=KS_BY_SAMPLE_SEEDS,
@@ -612,7 +609,6 @@ KINDS: tuple[Kind, ...] = (
             **sampled(f"digit_k{MAIN_K}_selected_s{ITEM}"),
         },
         ("device", *GENERATE_PARAMS, "generate.token_model", "generate.renderer_ar", "evaluate"),
-        f"timings/generate_digit_{ITEM}.json",
         doc="The fair comparison (Table 3, claim 2): DiGIT at the main K sampled at the setting "
         "its own sampling search chose on train images (`sampling_digit`), every sample seed.",
         loop={"foreach": "${sample_seeds}"},
@@ -630,7 +626,6 @@ KINDS: tuple[Kind, ...] = (
             **sampled(f"{VQ_ROW}_untruncated"),
         },
         ("seed", "device", *GENERATE_PARAMS, "generate.token_model", "evaluate"),
-        f"timings/generate_vq_row_{KEY}.json",
         doc="Each VQ row's samples, untruncated (claim 6), decoded by its own decoder.",
         loop=VQ_ROWS,
     ),
@@ -649,7 +644,6 @@ KINDS: tuple[Kind, ...] = (
             **sampled(f"${{item.side}}_${{item.how}}_s{S}"),
         },
         ("device", *GENERATE_PARAMS, "generate.token_model", "evaluate"),
-        f"timings/generate_vq_${{item.side}}_${{item.how}}_{S}.json",
         doc="The VQ side of the fair comparison: its token model's VQ tokens go straight to the VQ "
         "decoder; the VQ baseline, and the same at DiGIT's training compute (vq_long).",
         loop={
@@ -672,7 +666,6 @@ KINDS: tuple[Kind, ...] = (
             **sampled("vq_cond"),
         },
         ("seed", "device", *GENERATE_PARAMS, "generate.token_model_cond", "evaluate"),
-        "timings/generate_vq_cond.json",
         doc="The class-conditional VQ baseline's samples (Table 4).",
     ),
     Kind(
@@ -689,7 +682,6 @@ KINDS: tuple[Kind, ...] = (
             "compare": Keep(f"reports/figures/render_check_gt_k{MAIN_K}_{KEY}.png"),
         },
         ("seed", "device", *GENERATE_PARAMS, f"generate.renderer_{KEY}", "evaluate"),
-        f"timings/upper_gt_{KEY}.json",
         doc="Table 3's upper bound: each renderer on the val images' own discriminative tokens.",
         loop={
             "foreach": {
@@ -716,7 +708,6 @@ KINDS: tuple[Kind, ...] = (
             "generate.grid",
             "evaluate",
         ),
-        "timings/upper_recon.json",
         doc="Table 3's other upper bound: the VQ autoencoder's reconstructions of the val images.",
     ),
     Kind(
@@ -736,7 +727,6 @@ KINDS: tuple[Kind, ...] = (
             "evaluate.extractor",
             "generate.n_samples",
         ),
-        "timings/evalnet.json",
         doc="Evaluation: the offline evaluation network behind FID / IS / KID (the ruler: fixed), "
         "and its quality-ladder check (can it rank generators?).",
     ),
@@ -753,7 +743,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep("metrics/sampling_digit.json"),
         },
         SEARCH_PARAMS,
-        "timings/sampling_digit.json",
         doc="The sampling search (Fig. 6; the selected sets): one grid at every sampling step of "
         "each side, scored by FID against train images; the main seed's models.",
     ),
@@ -769,7 +758,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/sampling_{ITEM}.json"),
         },
         SEARCH_PARAMS,
-        f"timings/sampling_{ITEM}.json",
         doc="The same search for each VQ side.",
         loop={"foreach": ["vq", "vq_long"]},
     ),
@@ -785,7 +773,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/probe_k{K}_s{S}.json"),
         },
         ("device", "probe"),
-        f"timings/probe_{K}_{S}.json",
         doc="Linear probes of the frozen token models, layer by layer (Table 2, Fig. 1).",
         loop=KS_BY_SEEDS,
     ),
@@ -801,7 +788,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/probe_vq_s{ITEM}.json"),
         },
         ("device", "probe"),
-        f"timings/probe_vq_{ITEM}.json",
         doc="The VQ token models' probes.",
         loop={"foreach": "${seeds}"},
     ),
@@ -816,7 +802,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/probe_{VQ_ROW}.json"),
         },
         ("seed", "device", "probe"),
-        f"timings/probe_vq_row_{KEY}.json",
         doc="The probe of each VQ row's token model.",
         loop=VQ_ROWS,
     ),
@@ -831,7 +816,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/ssl_{KEY}.json"),
         },
         ("seed", "device", "data.image_size", "data.channels", "encoder", "ssl", f"encoders.{KEY}"),
-        f"timings/ssl_enc_{KEY}.json",
         doc="The encoder axis (Fig. 4a): each row of params `encoders` through its own branch at "
         "the main K, trained once with the main seed: encoder -> features -> its k-NN / probe "
         "check -> K-Means -> tokens -> token model -> renderer -> samples -> probe.",
@@ -847,7 +831,6 @@ KINDS: tuple[Kind, ...] = (
             "out": Out(f"features/feats_{KEY}.zarr"),
         },
         ("seed", "device", "extract"),
-        f"timings/extract_enc_{KEY}.json",
         loop=ENCODER_ROWS,
     ),
     Kind(
@@ -862,7 +845,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/encoder_{KEY}.json"),
         },
         ("seed", "device", "extract", "encoder_eval"),
-        f"timings/encoder_eval_enc_{KEY}.json",
         loop=ENCODER_ROWS,
     ),
     Kind(
@@ -877,7 +859,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/kmeans_{KEY}.json"),
         },
         ("seed", "device", *KMEANS_FIT),
-        f"timings/kmeans_enc_{KEY}.json",
         loop=ENCODER_ROWS,
     ),
     Kind(
@@ -893,7 +874,6 @@ KINDS: tuple[Kind, ...] = (
             "images": IMAGES,
         },
         ("seed", "device", "kmeans.spherical", "extract", "tokenize"),
-        f"timings/tokenize_enc_{KEY}.json",
         loop=ENCODER_ROWS,
     ),
     Kind(
@@ -908,7 +888,6 @@ KINDS: tuple[Kind, ...] = (
             **trained(f"ar_{KEY}"),
         },
         ("seed", "device", "ar", "encoders_model"),
-        f"timings/ar_enc_{KEY}.json",
         loop=ENCODER_ROWS,
     ),
     Kind(
@@ -924,7 +903,6 @@ KINDS: tuple[Kind, ...] = (
             **trained(f"renderer_{KEY}_ar"),
         },
         ("seed", "device", "renderer", "encoders_model"),
-        f"timings/renderer_enc_{KEY}.json",
         loop=ENCODER_ROWS,
     ),
     Kind(
@@ -948,7 +926,6 @@ KINDS: tuple[Kind, ...] = (
             "generate.renderer_ar",
             "evaluate",
         ),
-        f"timings/generate_enc_{KEY}.json",
         loop=ENCODER_ROWS,
     ),
     Kind(
@@ -962,7 +939,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/probe_{KEY}.json"),
         },
         ("seed", "device", "probe"),
-        f"timings/probe_enc_{KEY}.json",
         loop=ENCODER_ROWS,
     ),
     Kind(
@@ -976,7 +952,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/stability_k{ITEM}.json"),
         },
         STABILITY_PARAMS,
-        f"timings/stability_{ITEM}.json",
         doc="Table 1: how many tokens change under pixel perturbations, one stage per tokenizer: "
         "the main encoder's K-Means at each K (main seed) ...",
         loop={"foreach": "${kmeans.ks}"},
@@ -993,7 +968,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/stability_{KEY}.json"),
         },
         (*STABILITY_PARAMS, "encoder", "ssl", f"encoders.{KEY}"),
-        f"timings/stability_enc_{KEY}.json",
         doc="... each row of params `encoders` ...",
         loop=ENCODER_ROWS,
     ),
@@ -1007,7 +981,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep("metrics/stability_vq.json"),
         },
         ("seed", "device", "stability"),
-        "timings/stability_vq.json",
         doc="... the VQ autoencoder (main seed) ...",
     ),
     Kind(
@@ -1020,7 +993,6 @@ KINDS: tuple[Kind, ...] = (
             "metrics": Keep(f"metrics/stability_{VQ_ROW}.json"),
         },
         ("seed", "device", "stability"),
-        f"timings/stability_vq_row_{KEY}.json",
         doc="... and each row of params `vq_rows`.",
         loop=VQ_ROWS,
     ),
@@ -1029,7 +1001,6 @@ KINDS: tuple[Kind, ...] = (
         "toy",
         {"metrics": Keep("metrics/toy.json"), "figure": Keep("reports/figures/toy.png")},
         ("seed", "toy"),
-        "timings/toy.json",
         doc="The appendix's toy: PCA vs LDA under noise.",
     ),
     Kind(
@@ -1062,7 +1033,6 @@ KINDS: tuple[Kind, ...] = (
             "generate.token_model_cond.cfg_scale",
             "sampling",
         ),
-        "timings/report.json",
         doc="The report: every table, figure and claim of reports/ from metrics/ and dvclive/ "
         "(which make it downstream of every stage).",
         deps=("pipeline/paper.yaml",),

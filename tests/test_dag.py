@@ -58,7 +58,7 @@ def test_kind_names_are_unique_and_every_kind_is_reached_by_dvc_repro():
 
 
 def test_reach_catches_a_kind_no_root_stage_reads(monkeypatch):
-    orphan = dag.Kind("orphan", "toy", {"out": dag.Out("models/orphan.pt")}, (), "x.json")
+    orphan = dag.Kind("orphan", "toy", {"out": dag.Out("models/orphan.pt")}, ())
     monkeypatch.setattr(dag, "KINDS", (*dag.KINDS, orphan))
     assert dag.check_reach() == ["orphan"]
 

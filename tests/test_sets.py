@@ -61,6 +61,13 @@ def test_the_sample_sets_are_scored_exactly_once(dag):
     assert written(dag, r"metrics/gen_.*\.json") == expected  # by the stage that generates each
 
 
+def test_each_stage_writes_its_timings_under_its_own_name(dag):
+    """One spelling: stage ar@256-0 writes timings/ar@256-0.json, as DVC names the stage."""
+    for st in dag:
+        name = st.name.split(":")[-1]
+        assert f"timings/{name}.json" in st.outs, st.name
+
+
 def test_each_set_is_made_from_the_models_its_definition_names(dag):
     made = {o: st for st in dag for o in st.outs}
     for s in SETS.values():
