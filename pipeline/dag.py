@@ -156,7 +156,7 @@ def sampled(name: str) -> dict[str, Arg]:
         "figure": Keep(f"reports/figures/samples_{name}.png"),
         "metrics": Keep(f"metrics/generate_{name}.json"),
         "evalnet": EVALNET,
-        "scores": Keep(f"metrics/gen_{name}.json"),
+        "scores": Keep(f"metrics/scores_{name}.json"),
     }
 
 

@@ -1,5 +1,5 @@
 """FID / IS / KID / precision-recall of one generated set against the val split
--> metrics/gen_<name>.json, through torch-fidelity with the extractor chosen in params.yaml. Every
+-> metrics/scores_<name>.json, through torch-fidelity with the extractor chosen in params.yaml. Every
 generate stage scores its set with ``score`` as its last step (and the sampling sweep with
 ``fidelity``): scoring takes well under a second here, less than a stage of its own costs DVC.
 

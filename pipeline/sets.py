@@ -3,7 +3,7 @@ K list and the main K, and the stems of the metrics files (``metrics/<stem>.json
 write.
 
 A sample set ``<name>`` is ``samples/<name>.zarr``, ``reports/figures/samples_<name>.png``,
-``metrics/generate_<name>.json`` (its generate stage) and ``metrics/gen_<name>.json`` (its FID / IS
+``metrics/generate_<name>.json`` (its generate stage) and ``metrics/scores_<name>.json`` (its FID / IS
 / KID). dvc.yaml spells the same names in its templates; tests/test_sets.py resolves dvc.yaml
 through DVC and checks that its stages write exactly these sets and read the token models and
 renderers named here. The report (pipeline/report/) builds no name of its own.
@@ -13,7 +13,7 @@ over discriminative tokens (every K) and over VQ tokens, and their probes -- are
 entry of ``seeds``; the "ar" renderers of every K and the sets sampled from the token models once
 per entry of ``sample_seeds``, a part of ``seeds`` (``seed_axis``): a sample set costs a renderer
 as well, and the probes need more seeds than FID does to resolve a difference of K. Their files
-carry ``_s<seed>`` (``models/ar_k256_s1.pt``, ``metrics/gen_digit_k256_ar_s1.json``);
+carry ``_s<seed>`` (``models/ar_k256_s1.pt``, ``metrics/scores_digit_k256_ar_s1.json``);
 ``sample_sets`` names the sets without it, as the report reads them (pipeline/report/metrics.py
 gathers the seeds of a name), and ``dag_sets`` lists the files the DAG writes. The variants
 (class-conditional, MaskGIT, the encoder axis) run once, from the models of the main ``seed``.
@@ -88,7 +88,7 @@ def renderer_name(tokens: str, k: int, kind: Literal["ar", "maskgit"]) -> str:
 
 # --- metrics file stems -------------------------------------------------------------------------
 
-SAMPLE_SIDE = ("renderer_", "generate_", "gen_")  # stems of renderers and sample sets
+SAMPLE_SIDE = ("renderer_", "generate_", "scores_")  # stems of renderers and sample sets
 
 
 def seed_axis(name: str) -> str:
@@ -177,9 +177,9 @@ def generate(set_name: str) -> str:
     return f"generate_{set_name}"
 
 
-def gen(set_name: str) -> str:
+def scores(set_name: str) -> str:
     """The evaluation of a sample set: FID / IS / KID / precision / recall."""
-    return f"gen_{set_name}"
+    return f"scores_{set_name}"
 
 
 def probe_models(ks: list[int], encoders: list[str], vq_rows: list[str]) -> list[str]:
@@ -246,7 +246,7 @@ class SampleSet:
 
     @property
     def metrics(self) -> str:
-        return gen(self.name)
+        return scores(self.name)
 
     def for_seed(self, seed: int, per_seed: set[str]) -> SampleSet:
         """The set as the DAG writes it for ``seed``: its own name and its models' file stems

@@ -150,13 +150,13 @@ def generation(
     return seeded(
         tmp_path,
         **{
-            sets.gen(sets.side_set("digit", how, k)): [
+            sets.scores(sets.side_set("digit", how, k)): [
                 {"fid": f, "isc_mean": i} for f, i in rows[how]
             ]
             for how in sets.HOWS
         },
         **{
-            sets.gen(sets.side_set(side, how, k)): [{"fid": f, "isc_mean": i} for f, i in vq]
+            sets.scores(sets.side_set(side, how, k)): [{"fid": f, "isc_mean": i} for f, i in vq]
             for side in ("vq", "vq_long")
             for how in sets.HOWS
         },
@@ -202,7 +202,7 @@ def test_one_seed_measures_no_noise(tmp_path, params):
 
 def test_generation_not_tested(tmp_path, params):
     m = generation(tmp_path, params, [(8.0, 6.0)] * 2, VQ3[:2])
-    del m.data[sets.gen(sets.vq_set())]
+    del m.data[sets.scores(sets.vq_set())]
     assert claim_generation(params, m).verdict == "not tested"
 
 
@@ -303,7 +303,7 @@ def k_ablation(tmp_path, params, top1: dict[int, list[float]], fid: dict[int, li
     files = {}
     for k in params.kmeans.ks:
         files[sets.probe(sets.disc_model(k))] = [{"best_top1": p} for p in top1[k]]
-        files[sets.gen(sets.digit_set(k))] = [{"fid": f} for f in fid[k]]
+        files[sets.scores(sets.digit_set(k))] = [{"fid": f} for f in fid[k]]
     return seeded(tmp_path, **files)
 
 
@@ -383,8 +383,8 @@ def premise_metrics(
         sets.ENCODER: encoder or good,
         **{sets.encoder_of(key): good for key in params.encoders},
         sets.tokens(k): {"trained": {"token_probe_top1": 0.9}, "random": {"token_probe_top1": 0.8}},
-        sets.gen(sets.gt_set(k, "ar")): {"fid": gt_fid, "source_top1": 0.95},
-        sets.gen(sets.VQ_RECON_SET): {"fid": recon_fid, "source_top1": recon_top1},
+        sets.scores(sets.gt_set(k, "ar")): {"fid": gt_fid, "source_top1": 0.95},
+        sets.scores(sets.VQ_RECON_SET): {"fid": recon_fid, "source_top1": recon_top1},
         sets.EVALNET: {
             "feat_dim": 128,
             "val_top1": 0.98,
@@ -394,7 +394,7 @@ def premise_metrics(
     for name, record in files.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
     for seed in params.seeds:
-        (tmp_path / f"{sets.seeded(sets.gen(sets.digit_set(k)), seed)}.json").write_text(
+        (tmp_path / f"{sets.seeded(sets.scores(sets.digit_set(k)), seed)}.json").write_text(
             json.dumps({"fid": 7.0, "n_gen": n_gen, "extractor": "evalnet"})
         )
     return Metrics.load(tmp_path, params.seeds)
@@ -503,8 +503,8 @@ def test_too_few_samples_for_fid(tmp_path, params):
 
 
 def test_a_missing_seed_is_an_error(tmp_path, params):
-    (tmp_path / "gen_vq_s0.json").write_text("{}")
-    with pytest.raises(MissingMetrics, match="gen_vq_s1.json"):
+    (tmp_path / "scores_vq_s0.json").write_text("{}")
+    with pytest.raises(MissingMetrics, match="scores_vq_s1.json"):
         Metrics.load(tmp_path, [0, 1])
 
 

@@ -129,8 +129,8 @@ def test_smoke_generative_outputs(smoke):
 
     check = Image.open(smoke / f"reports/figures/render_check_gt_k{main}_ar.png")
     assert check.size[0] > check.size[1] > 100
-    gt = metrics(smoke, f"gen_gt_k{main}_ar")
-    assert 0.0 <= gt["source_top1"] <= 1.0 and "source_top1" in metrics(smoke, "gen_vq_recon")
+    gt = metrics(smoke, f"scores_gt_k{main}_ar")
+    assert 0.0 <= gt["source_top1"] <= 1.0 and "source_top1" in metrics(smoke, "scores_vq_recon")
     # Probes report what the blocks add over their input.
     probe = metrics(smoke, f"probe_k{main}_s{seed}")
     assert 0.0 <= probe["embedding_top1"] <= 1.0 and 0.0 <= probe["raw_tokens_top1"] <= 1.0

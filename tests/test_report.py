@@ -127,11 +127,11 @@ def fake_metrics(
     gen = {"extractor": "evalnet", "n_gen": 500}
     for how in sets.HOWS:  # the fair comparison: every side both ways
         for side in ("vq", "vq_long"):
-            vq = sets.gen(sets.side_set(side, how, k))
+            vq = sets.scores(sets.side_set(side, how, k))
             per_seed(d, vq, params, gen | {"isc_mean": 5.0}, "fid", 10.0)
-        disc = sets.gen(sets.side_set("digit", how, k))
+        disc = sets.scores(sets.side_set("digit", how, k))
         per_seed(d, disc, params, gen | {"isc_mean": 6.0}, "fid", disc_fid)
-    per_seed(d, f"gen_digit_k{k}_ar", params, gen | {"isc_mean": 6.0}, "fid", disc_fid)
+    per_seed(d, f"scores_digit_k{k}_ar", params, gen | {"isc_mean": 6.0}, "fid", disc_fid)
     per_seed(d, f"probe_k{k}", params, probe(disc_probe, 2), "best_top1", disc_probe)
     per_seed(d, "probe_vq", params, probe(0.5, 4), "best_top1", 0.5)
     write(
@@ -188,7 +188,7 @@ def test_report_writes_every_declared_output(tmp_path):
         for tk, tp, f in ((8, 1.0, 4.0), (0, 1.0, 5.0), (0, 0.8, 3.0))
     ]
     write(m, sets.sampling("vq"), search("vq", rows))
-    write(m, sets.gen(sets.encoder_set("mae", k)), {"fid": 30.0, "isc_mean": 1.5})
+    write(m, sets.scores(sets.encoder_set("mae", k)), {"fid": 30.0, "isc_mean": 1.5})
     write(m, "probe_mae", probe(0.2, 1))
     write(m, "encoder_mae", {"knn_top1": {"trained": 0.7}})
     write_reports(params, m, tmp_path / "reports")
@@ -215,10 +215,10 @@ def test_differences_within_noise_are_not_claimed(tmp_path):
     for seed, (f, i, p) in zip(params.seeds, straddling, strict=True):
         if seed in params.sample_seeds:
             for how in sets.HOWS:
-                disc = sets.gen(sets.side_set("digit", how, k))
+                disc = sets.scores(sets.side_set("digit", how, k))
                 write(m, sets.seeded(disc, seed), gen | {"fid": f, "isc_mean": i})
                 for side in ("vq", "vq_long"):
-                    vq = sets.gen(sets.side_set(side, how, k))
+                    vq = sets.scores(sets.side_set(side, how, k))
                     write(m, sets.seeded(vq, seed), gen | {"fid": 10.0, "isc_mean": 5.0})
         write(m, f"probe_k{k}_s{seed}", probe(p, 2))
         write(m, f"probe_vq_s{seed}", probe(0.5, 2))
@@ -231,7 +231,7 @@ def test_a_weak_renderer_makes_a_digit_loss_untestable(tmp_path):
     m.mkdir()
     params = fake_metrics(m, disc_change=0.1, disc_fid=15.0, disc_probe=0.8)  # VQ: 10
     k = params.kmeans.main_k
-    write(m, f"gen_gt_k{k}_ar", {"fid": 30.0, "isc_mean": 4.0, "n_gen": 500, "source_top1": 0.5})
+    write(m, f"scores_gt_k{k}_ar", {"fid": 30.0, "isc_mean": 4.0, "n_gen": 500, "source_top1": 0.5})
     v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
     assert v[1] == "untestable here" and v[2] == "supported", v
     text = (tmp_path / "reports/claims.md").read_text()
@@ -280,13 +280,15 @@ def _missing_cases() -> list[str]:
     params = checks.load(ROOT / "params.yaml")
     ks, main = params.kmeans.ks, params.kmeans.main_k
     return [
-        sets.gen(sets.digit_set(main, "maskgit")),  # Table 3
-        sets.gen(sets.vq_set(conditional=True)),  # Table 4
-        sets.seeded(sets.gen(sets.digit_set(ks[0])), params.sample_seeds[-1]),  # K ablation, a seed
+        sets.scores(sets.digit_set(main, "maskgit")),  # Table 3
+        sets.scores(sets.vq_set(conditional=True)),  # Table 4
+        sets.seeded(
+            sets.scores(sets.digit_set(ks[0])), params.sample_seeds[-1]
+        ),  # K ablation, a seed
         sets.seeded(sets.probe(sets.disc_model(ks[0])), params.seeds[-1]),  # ... a probe-only seed
-        sets.gen(sets.encoder_set("mae", main)),  # only in the encoder ablation
+        sets.scores(sets.encoder_set("mae", main)),  # only in the encoder ablation
         sets.ar(sets.disc_model(main, conditional=True)),  # Table 4's parameter count
-        sets.gen(sets.digit_set(main, "maskgit", conditional=True)),  # Table 4's MaskGIT row
+        sets.scores(sets.digit_set(main, "maskgit", conditional=True)),  # Table 4's MaskGIT row
         sets.probe("mae"),  # the token model of encoders.mae
         sets.tokens(ks[-1]),
         sets.encoder_of("mae"),

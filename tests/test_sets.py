@@ -57,8 +57,8 @@ def written(dag: list[Stage], pattern: str, stage_prefix: str = "") -> set[str]:
 
 
 def test_the_sample_sets_are_scored_exactly_once(dag):
-    expected = {f"metrics/gen_{s}.json" for s in SETS}
-    assert written(dag, r"metrics/gen_.*\.json") == expected  # by the stage that generates each
+    expected = {f"metrics/scores_{s}.json" for s in SETS}
+    assert written(dag, r"metrics/scores_.*\.json") == expected  # by the stage that generates each
 
 
 def test_each_stage_writes_its_timings_under_its_own_name(dag):
@@ -120,7 +120,7 @@ def test_every_metrics_file_of_the_dag_is_named_in_sets(dag):
         *(sets.renderer(r) for r in renderers),
         *sets.dag_probes(KS, SEEDS, ENCODERS, VQ_ROWS),
         *(sets.generate(s) for s in SETS),
-        *(sets.gen(s) for s in SETS),
+        *(sets.scores(s) for s in SETS),
     }
     assert written(dag, r"metrics/[^/]+\.json") == {f"metrics/{s}.json" for s in stems}
 
@@ -172,8 +172,8 @@ def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
     assert got["digit_k16_cond_ar"].renderer == "k16_ar_s5"
     assert got["gt_k16_ar"].renderer == "k16_ar_s5"
     assert got["digit_k16_cond_maskgit"].renderer == "k16_maskgit"  # trained once
-    assert sets.seed_of("gen_digit_k8_ar_s3") == ("gen_digit_k8_ar", 3)
-    assert sets.seed_of("gen_vq_cond") == ("gen_vq_cond", None)
+    assert sets.seed_of("scores_digit_k8_ar_s3") == ("scores_digit_k8_ar", 3)
+    assert sets.seed_of("scores_vq_cond") == ("scores_vq_cond", None)
 
 
 def test_the_encoder_axis_names_a_branch_per_row():

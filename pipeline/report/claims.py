@@ -208,8 +208,8 @@ def premises(params: Params, m: Metrics) -> list[Premise]:
         )
     )
     gt, recon = (
-        m.need(sets.gen(sets.gt_set(k, "ar")), "premises"),
-        m.need(sets.gen(sets.VQ_RECON_SET), "premises"),
+        m.need(sets.scores(sets.gt_set(k, "ar")), "premises"),
+        m.need(sets.scores(sets.VQ_RECON_SET), "premises"),
     )
     ratio = gt["fid"] / max(recon["fid"], 1e-12)
     label = f", rendered-label top-1 {gt['source_top1']:.3f}" if "source_top1" in gt else ""
@@ -243,7 +243,7 @@ def premises(params: Params, m: Metrics) -> list[Premise]:
     ruler = ruler_premise(ev)
     if ruler is not None:
         out.append(ruler)
-    g = m.need(sets.gen(sets.digit_set(k)), "premises")
+    g = m.need(sets.scores(sets.digit_set(k)), "premises")
     dim = (m.get(sets.EVALNET) or {}).get("feat_dim") if g.get("extractor") == "evalnet" else 2048
     enough = bool(dim) and g["n_gen"] >= SAMPLES_PER_DIM * dim
     out.append(
@@ -357,7 +357,7 @@ def claim_generation(params: Params, m: Metrics) -> Verdict:
     supported (partly if others are for); none resolved -> inconclusive."""
     claim = PAPER["claims"][1]
     k = params.kmeans.main_k
-    names = {how: sets.gen(sets.side_set("digit", how, k)) for how in sets.HOWS}
+    names = {how: sets.scores(sets.side_set("digit", how, k)) for how in sets.HOWS}
     if any(not m.get(n) for n in names.values()) or not all(
         m.get(sets.sampling(x)) for x in sets.SIDES
     ):
@@ -366,7 +366,7 @@ def claim_generation(params: Params, m: Metrics) -> Verdict:
     tests = 2 * len(sets.HOWS)
     better, worse, ev = [], [], []
     for how in sets.HOWS:
-        disc, vq = names[how], sets.gen(sets.side_set(vq_side, how, k))
+        disc, vq = names[how], sets.scores(sets.side_set(vq_side, how, k))
         if not m.get(vq):
             return Verdict(claim, "not tested", f"metrics/{vq}_s*.json missing")
         fid = Paired.of(m.values(vq, "fid"), m.values(disc, "fid"), tests)  # > 0: DiGIT lower
@@ -384,7 +384,7 @@ def claim_generation(params: Params, m: Metrics) -> Verdict:
         f"against `{vq_side}`, the stronger VQ side by its own sampling search on train images "
         f"(best FID there: {', '.join(f'{x} {v:.3f}' for x, v in searched.items())})",
     )
-    paper = sets.gen(sets.digit_set(k))
+    paper = sets.scores(sets.digit_set(k))
     if m.get(paper):
         ev.append(
             f"for reference, DiGIT at the paper's sampling (renderer top-p "
@@ -454,7 +454,7 @@ def claim_k(params: Params, m: Metrics) -> Verdict:
     claim = PAPER["claims"][3]
     ks = params.kmeans.ks
     probes = {k: sets.probe(sets.disc_model(k)) for k in ks}
-    fids = {k: sets.gen(sets.digit_set(k)) for k in ks}
+    fids = {k: sets.scores(sets.digit_set(k)) for k in ks}
     if any(not m.get(x) for x in [*probes.values(), *fids.values()]) or len(ks) < 2:
         return Verdict(claim, "not tested", "fewer than two K with metrics")
     pairs = [(a, b) for i, a in enumerate(ks) for b in ks[i + 1 :]]

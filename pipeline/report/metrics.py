@@ -177,7 +177,10 @@ def tokenizer_points(params: Params, m: Metrics, what: str) -> list[dict]:
     i = at_snr(st)
     points = []
     for t in run_tokenizers(params):
-        gen, probe = m.need(sets.gen(t.sample_set), what), m.need(sets.probe(t.probe_model), what)
+        gen, probe = (
+            m.need(sets.scores(t.sample_set), what),
+            m.need(sets.probe(t.probe_model), what),
+        )
         points.append(
             {
                 "tokenizer": t.name,
@@ -188,7 +191,7 @@ def tokenizer_points(params: Params, m: Metrics, what: str) -> list[dict]:
                 "IS": gen["isc_mean"],
                 "Acc@LP": probe["best_top1"],
                 "seeds (samples, probe)": (
-                    f"{len(m.runs(sets.gen(t.sample_set))) or 1}, "
+                    f"{len(m.runs(sets.scores(t.sample_set))) or 1}, "
                     f"{len(m.runs(sets.probe(t.probe_model))) or 1}"
                 ),
             }

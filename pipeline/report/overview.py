@@ -91,7 +91,7 @@ def our_points(params: Params, m: Metrics) -> list[dict]:
     points = []
     for label, model, gen_set, renderer in rows:
         what = f"reports/figures/{FIG1}, point {label!r}"
-        fid = m.need(sets.gen(gen_set), what).get("fid")
+        fid = m.need(sets.scores(gen_set), what).get("fid")
         top1 = m.need(sets.probe(model), what).get("best_top1")
         n = m.need(sets.ar(model), what).get("n_params") or 0
         if renderer:

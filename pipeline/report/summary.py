@@ -45,7 +45,7 @@ def summary(params: Params, m: Metrics, verdicts: list[Verdict]) -> dict[str, di
         "gt": sets.gt_set(k, "ar"),
         "recon": sets.VQ_RECON_SET,
     }
-    gens = {label: m.need(sets.gen(s), "reports/summary.json") for label, s in gen_sets.items()}
+    gens = {label: m.need(sets.scores(s), "reports/summary.json") for label, s in gen_sets.items()}
     out: dict[str, dict[str, float | None]] = {
         "fid": {label: _num(g.get("fid")) for label, g in gens.items()},
         "is": {label: _num(gens[label].get("isc_mean")) for label in (f"digit_k{k}", "vq")},

@@ -1,5 +1,5 @@
 """generate: one set of images -> samples/<name>.zarr + reports/figures/samples_<name>.png, scored
--> metrics/gen_<name>.json (FID / IS / KID / precision-recall; pipeline/stages/evaluate.py).
+-> metrics/scores_<name>.json (FID / IS / KID / precision-recall; pipeline/stages/evaluate.py).
 
 The sets of the paper's Tables 3 and 4, by ``--source``:
 
