@@ -468,7 +468,7 @@ class TopKP(Section):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # 1 = off
 
 
-class RendererARSampling(TopKP):
+class RendererCausalSampling(TopKP):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8  # the paper's for the "+VQGAN" renderer
 
 
@@ -488,7 +488,7 @@ class GenerateParams(Section):
     grid: PosInt = 8  # the figure shows grid x grid samples
     token_model: TopKP = TopKP()  # unconditional AR models
     token_model_cond: CondSampling = CondSampling()  # class-conditional AR models
-    renderer_ar: RendererARSampling = RendererARSampling()
+    renderer_causal: RendererCausalSampling = RendererCausalSampling()
     renderer_maskgit: MaskGITSampling = MaskGITSampling()
 
 
@@ -700,7 +700,7 @@ class Params(Section):
 
 
 def _section_keys(cls: type | None = None, prefix: str = "") -> dict[type, str]:
-    """Section class -> its params key (``RendererARSampling`` -> ``generate.renderer_ar``; a row
+    """Section class -> its params key (``RendererCausalSampling`` -> ``generate.renderer_causal``; a row
     of a dict section -> ``encoders.*``); a class at several keys maps to their common parent."""
     cls = cls or Params
     found: dict[type, str] = {cls: prefix}

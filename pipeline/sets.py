@@ -10,17 +10,17 @@ renderers named here. The report (pipeline/report/) builds no name of its own.
 
 The seed axis: the models behind the generation and probe claims -- the unconditional token models
 over discriminative tokens (every K) and over VQ tokens, and their probes -- are trained once per
-entry of ``seeds``; the "ar" renderers of every K and the sets sampled from the token models once
+entry of ``seeds``; the causal renderers of every K and the sets sampled from the token models once
 per entry of ``sample_seeds``, a part of ``seeds`` (``seed_axis``): a sample set costs a renderer
 as well, and the probes need more seeds than FID does to resolve a difference of K. Their files
-carry ``_s<seed>`` (``models/ar_k256_s1.pt``, ``metrics/scores_digit_k256_ar_s1.json``);
+carry ``_s<seed>`` (``models/ar_k256_s1.pt``, ``metrics/scores_digit_k256_causal_s1.json``);
 ``sample_sets`` names the sets without it, as the report reads them (pipeline/report/metrics.py
 gathers the seeds of a name), and ``dag_sets`` lists the files the DAG writes. The variants
 (class-conditional, MaskGIT, the encoder axis) run once, from the models of the main ``seed``.
 
 The encoder axis (params ``encoders``, Fig. 4a): each row key names its own branch at the main K --
 ``models/encoder_<key>.pt``, ``tokens/<key>_k<K>.zarr``, the token model ``<key>``, the renderer
-``<key>_ar``, the sample set ``<key>_k<K>_ar`` and the probe ``probe_<key>``. A row of ``vq_rows``
+``<key>_causal``, the sample set ``<key>_k<K>_untruncated`` and the probe ``probe_<key>``. A row of ``vq_rows``
 (more VQ tokenizers) is ``vq_<key>`` throughout: ``models/vq_<key>.pt``, ``tokens/vq_<key>.zarr``,
 the token model ``vq_<key>``, the set ``vq_<key>_untruncated`` (``vq_row``, ``vq_row_set``).
 """
@@ -77,10 +77,10 @@ def path_model(k: int, step: str) -> str:
 
 
 def path_set(k: int, step: str) -> str:
-    return f"digit_k{k}_{step}_ar"
+    return f"digit_k{k}_{step}_causal"
 
 
-def renderer_name(tokens: str, k: int, kind: Literal["ar", "maskgit"]) -> str:
+def renderer_name(tokens: str, k: int, kind: Literal["causal", "maskgit"]) -> str:
     """A renderer (metrics/renderer_<name>.json): ``tokens`` is disc (the main encoder's at ``k``)
     or the key of an encoder-axis row (its tokens at the main K)."""
     return f"k{k}_{kind}" if tokens == "disc" else f"{tokens}_{kind}"
@@ -120,7 +120,7 @@ HOWS = ("untruncated", "selected")  # every sampling step untruncated | at the s
 def side_models(side: str, main_k: int) -> tuple[str, str | None]:
     """(token model, renderer or None) of a side of the comparison (``SIDES``)."""
     if side == "digit":
-        return disc_model(main_k), renderer_name("disc", main_k, "ar")
+        return disc_model(main_k), renderer_name("disc", main_k, "causal")
     return {"vq": VQ_MODEL, "vq_long": VQ_LONG_MODEL}[side], None
 
 
@@ -193,7 +193,7 @@ def seeded_models(ks: list[int]) -> set[str]:
         *(disc_model(k) for k in ks),
         VQ_MODEL,
         VQ_LONG_MODEL,
-        *(renderer_name("disc", k, "ar") for k in ks),
+        *(renderer_name("disc", k, "causal") for k in ks),
     }
 
 
@@ -272,7 +272,9 @@ def vq_set(conditional: bool = False, how: str = "untruncated") -> str:
 VQ_RECON_SET = "vq_recon"
 
 
-def digit_set(k: int, kind: Literal["ar", "maskgit"] = "ar", conditional: bool = False) -> str:
+def digit_set(
+    k: int, kind: Literal["causal", "maskgit"] = "causal", conditional: bool = False
+) -> str:
     return f"digit_k{k}_cond_{kind}" if conditional else f"digit_k{k}_{kind}"
 
 
@@ -281,7 +283,7 @@ def untruncated_set(k: int) -> str:
     return side_set("digit", "untruncated", k)
 
 
-def gt_set(k: int, kind: Literal["ar", "maskgit"]) -> str:
+def gt_set(k: int, kind: Literal["causal", "maskgit"]) -> str:
     return f"gt_k{k}_{kind}"
 
 
@@ -330,7 +332,7 @@ def sample_sets(
     t3: GenTable = "table3_unconditional"
     t4: GenTable = "table4_conditional"
 
-    def digit(k: int, kind: Literal["ar", "maskgit"], cond: bool, label: str) -> SampleSet:
+    def digit(k: int, kind: Literal["causal", "maskgit"], cond: bool, label: str) -> SampleSet:
         return SampleSet(
             name=digit_set(k, kind, cond),
             label=label,
@@ -341,7 +343,7 @@ def sample_sets(
             renderer=renderer_name("disc", k, kind),
             conditional=cond,
             table=(t4 if cond else t3) if k == m else None,
-            seeded=kind == "ar" and not cond,
+            seeded=kind == "causal" and not cond,
         )
 
     def vq(cond: bool, label: str) -> SampleSet:
@@ -358,7 +360,7 @@ def sample_sets(
             seeded=not cond,
         )
 
-    def gt(kind: Literal["ar", "maskgit"], label: str) -> SampleSet:
+    def gt(kind: Literal["causal", "maskgit"], label: str) -> SampleSet:
         return SampleSet(
             name=gt_set(m, kind),
             label=f"upper bound: ground-truth DiGIT tokens + renderer ({label})",
@@ -372,7 +374,7 @@ def sample_sets(
         )
 
     def main_k_once(name: str, label: str, token_model: str, table: GenTable | None) -> SampleSet:
-        """An unconditional main-K DiGIT set through the "ar" renderer, sampled once."""
+        """An unconditional main-K DiGIT set through the causal renderer, sampled once."""
         return SampleSet(
             name=name,
             label=label,
@@ -380,7 +382,7 @@ def sample_sets(
             tokens="disc",
             k=m,
             token_model=token_model,
-            renderer=renderer_name("disc", m, "ar"),
+            renderer=renderer_name("disc", m, "causal"),
             conditional=False,
             table=table,
         )
@@ -417,7 +419,7 @@ def sample_sets(
             tokens="disc",
             k=k,
             token_model=disc_model(k),
-            renderer=renderer_name("disc", k, "ar"),
+            renderer=renderer_name("disc", k, "causal"),
             conditional=False,
             table=None,
             seeded=True,
@@ -428,11 +430,11 @@ def sample_sets(
         *(side(x, how, side_labels[x]) for x in ("vq", "vq_long", "digit") for how in HOWS),
         *(untruncated(k) for k in ks if k != m),
         *(
-            digit(k, "ar", False, f"DiGIT (+VQ AR renderer), K={k}, the paper's sampling")
+            digit(k, "causal", False, f"DiGIT (+VQ AR renderer), K={k}, the paper's sampling")
             for k in ks
         ),
         digit(m, "maskgit", False, f"DiGIT (+MaskGIT renderer), K={m}"),
-        gt("ar", "AR"),
+        gt("causal", "AR"),
         gt("maskgit", "MaskGIT"),
         SampleSet(
             name=VQ_RECON_SET,
@@ -446,7 +448,7 @@ def sample_sets(
             table=t3,
         ),
         vq(True, "AR over VQ tokens, class-conditional"),
-        digit(m, "ar", True, f"DiGIT (+VQ AR renderer), K={m}, class-conditional"),
+        digit(m, "causal", True, f"DiGIT (+VQ AR renderer), K={m}, class-conditional"),
         digit(m, "maskgit", True, f"DiGIT (+MaskGIT renderer), K={m}, class-conditional"),
         *(
             main_k_once(path_set(m, step), f"DiGIT K={m}, {what}", path_model(m, step), None)
@@ -463,7 +465,7 @@ def sample_sets(
                 tokens=key,
                 k=m,
                 token_model=key,
-                renderer=renderer_name(key, m, "ar"),
+                renderer=renderer_name(key, m, "causal"),
                 conditional=False,
                 table=None,
                 how="untruncated",

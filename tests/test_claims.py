@@ -383,7 +383,7 @@ def premise_metrics(
         sets.ENCODER: encoder or good,
         **{sets.encoder_of(key): good for key in params.encoders},
         sets.tokens(k): {"trained": {"token_probe_top1": 0.9}, "random": {"token_probe_top1": 0.8}},
-        sets.scores(sets.gt_set(k, "ar")): {"fid": gt_fid, "source_top1": 0.95},
+        sets.scores(sets.gt_set(k, "causal")): {"fid": gt_fid, "source_top1": 0.95},
         sets.scores(sets.VQ_RECON_SET): {"fid": recon_fid, "source_top1": recon_top1},
         sets.EVALNET: {
             "feat_dim": 128,

@@ -105,7 +105,7 @@ def test_reads_are_recorded_by_params_key():
     p = checks.load(ROOT / "params.yaml")
     params.start_recording()
     try:
-        _ = p.ar.steps, p.generate.renderer_ar.top_p, p.generate, p.seed
+        _ = p.ar.steps, p.generate.renderer_causal.top_p, p.generate, p.seed
         p.vq.model_dump()
         row = next(iter(p.encoders.values()), None)
         if row is not None:
@@ -113,7 +113,7 @@ def test_reads_are_recorded_by_params_key():
         keys = params.recorded_keys()
     finally:
         params.stop_recording()
-    expected = {"ar.steps", "generate.renderer_ar.top_p", "seed", "vq"}
+    expected = {"ar.steps", "generate.renderer_causal.top_p", "seed", "vq"}
     assert keys == expected | ({"encoders.*.label"} if row is not None else set())
 
 

@@ -81,7 +81,7 @@ def test_smoke_generative_outputs(smoke):
     # The renderers: after 12 steps the true prefix does not reliably beat a shuffled one
     # (measured gaps of -0.001 to 0.008 nats), so that relation is tested on a renderer trained
     # longer (tests/test_train.py::test_stage2_uses_its_prefix, with the stage's derangement).
-    for r in [f"k{k}_ar_s{s}" for k in ks for s in sample_seeds] + [f"k{main}_maskgit"]:
+    for r in [f"k{k}_causal_s{s}" for k in ks for s in sample_seeds] + [f"k{main}_maskgit"]:
         s2 = metrics(smoke, f"renderer_{r}")
         uniform = math.log(s2["vq_vocab"])  # nats of a uniform guess: measured 1.0-1.7 below
         assert s2["val_loss"] < uniform and s2["val_loss_shuffled_prefix"] < uniform, r
@@ -92,14 +92,17 @@ def test_smoke_generative_outputs(smoke):
         for how in ("untruncated", "selected")
     ]
     per_k = [
-        f"digit_k{k}_{how}" for k in ks for how in ("ar", "untruncated") if k != main or how == "ar"
+        f"digit_k{k}_{how}"
+        for k in ks
+        for how in ("causal", "untruncated")
+        if k != main or how == "causal"
     ]
     sets = [f"{x}_s{s}" for x in [*per_k, *fair] for s in sample_seeds]
     sets += [f"{row}_k{main}_untruncated" for row in params["encoders"]]
     sets += [f"vq_{row}_untruncated" for row in params["vq_rows"]]
-    sets += [f"digit_k{main}_{v}" for v in ("maskgit", "cond_ar", "cond_maskgit")]
-    sets += [f"digit_k{main}_{v}_ar" for v in ("long", "large")]
-    sets += ["vq_cond", f"gt_k{main}_ar", f"gt_k{main}_maskgit", "vq_recon"]
+    sets += [f"digit_k{main}_{v}" for v in ("maskgit", "cond_causal", "cond_maskgit")]
+    sets += [f"digit_k{main}_{v}_causal" for v in ("long", "large")]
+    sets += ["vq_cond", f"gt_k{main}_causal", f"gt_k{main}_maskgit", "vq_recon"]
     for name in sets:
         g = zarr.open_group(str(smoke / f"samples/{name}.zarr"), mode="r")
         images = g["images"][:]
@@ -116,20 +119,20 @@ def test_smoke_generative_outputs(smoke):
             smoke / f"reports/figures/samples_{name}.png", images, params["generate"]["grid"]
         )
     # One stage-1 model, one seed: both renderers start from the same sampled disc tokens.
-    a = zarr.open_group(str(smoke / f"samples/digit_k{main}_ar_s{seed}.zarr"), mode="r")
+    a = zarr.open_group(str(smoke / f"samples/digit_k{main}_causal_s{seed}.zarr"), mode="r")
     b = zarr.open_group(str(smoke / f"samples/digit_k{main}_maskgit.zarr"), mode="r")
     assert np.array_equal(a["tokens"][:], b["tokens"][:])
     # Another seed: another token model, other samples.
     other = next(s for s in sample_seeds if s != seed)
-    c = zarr.open_group(str(smoke / f"samples/digit_k{main}_ar_s{other}.zarr"), mode="r")
+    c = zarr.open_group(str(smoke / f"samples/digit_k{main}_causal_s{other}.zarr"), mode="r")
     assert not np.array_equal(a["tokens"][:], c["tokens"][:])
     assert not (smoke / "checkpoints").exists() or not any((smoke / "checkpoints").iterdir())
     # The render check: originals / VQ reconstructions / renders of the same val images.
     from PIL import Image
 
-    check = Image.open(smoke / f"reports/figures/render_check_gt_k{main}_ar.png")
+    check = Image.open(smoke / f"reports/figures/render_check_gt_k{main}_causal.png")
     assert check.size[0] > check.size[1] > 100
-    gt = metrics(smoke, f"scores_gt_k{main}_ar")
+    gt = metrics(smoke, f"scores_gt_k{main}_causal")
     assert 0.0 <= gt["source_top1"] <= 1.0 and "source_top1" in metrics(smoke, "scores_vq_recon")
     # Probes report what the blocks add over their input.
     probe = metrics(smoke, f"probe_k{main}_s{seed}")
@@ -216,7 +219,7 @@ def test_retraining_with_the_same_inputs_writes_the_same_bytes(smoke, tmp_path, 
     work = clone_run(smoke, tmp_path / "work")
     outs = {
         "ar@8-0": ["models/ar_k8_s0.pt"],
-        "renderer@8-0": ["models/renderer_k8_ar_s0.pt"],
+        "renderer@8-0": ["models/renderer_k8_causal_s0.pt"],
         "vq@0": ["models/vq_s0.pt", "tokens/vq_s0.zarr"],
     }[stage]
 

@@ -36,7 +36,7 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
     assert p.path.large_steps_factor == 1
     for section in (p.vq, p.ar, p.renderer):
         assert (section.precision, section.tf32) == ("bf16", True)
-    assert (p.generate.token_model.top_k, p.generate.token_model_cond.top_k, p.generate.renderer_ar.top_p) == (
+    assert (p.generate.token_model.top_k, p.generate.token_model_cond.top_k, p.generate.renderer_causal.top_p) == (
         200, 300, 0.8,
     )  # fmt: skip
     for path in (p.data.root, p.encoder.weights, p.evaluate.inception_weights):
@@ -58,7 +58,7 @@ def test_imagenet_preset_plans_the_paper_dag(tmp_path):
         "ar@8192-0",
         "generate@8192-0",
     } <= set(planned)
-    assert "--k 8192" in plan and "samples/digit_k8192_ar_s0.zarr" in plan
+    assert "--k 8192" in plan and "samples/digit_k8192_causal_s0.zarr" in plan
     # Fig. 4(a): every row of the preset's encoder axis gets its whole branch at K=8192.
     rows = ["mae", "mocov3", "ibot", "dino"]
     assert list(p.encoders) == rows and all(p.for_encoder(r).encoder.frozen for r in rows)

@@ -44,9 +44,9 @@ def with_change(path: str, value):
             "generate.token_model.top_p: Input should be less than or equal",
         ),
         (
-            "generate.renderer_ar.temperature",
+            "generate.renderer_causal.temperature",
             -1,
-            "generate.renderer_ar.temperature: Input should be",
+            "generate.renderer_causal.temperature: Input should be",
         ),
         (
             "generate.token_model_cond.cfg_scale",

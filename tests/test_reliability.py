@@ -341,7 +341,10 @@ MISTAKES = [
     ),
     ({"data.dataset": "cifar10"}, "data.dataset: Input should be 'mnist5k' or 'imagefolder'"),
     ({"evaluate.extractor": "clip"}, "evaluate.extractor: Input should be 'evalnet' or"),
-    ({"generate.renderer_ar.top_p": 0}, "generate.renderer_ar.top_p: Input should be greater"),
+    (
+        {"generate.renderer_causal.top_p": 0},
+        "generate.renderer_causal.top_p: Input should be greater",
+    ),
     (
         {"generate.token_model.top_p": 1.01},
         "generate.token_model.top_p: Input should be less than or",
@@ -394,11 +397,11 @@ def test_params_mistake_stops_a_torch_stage_before_compute(tmp_path):
     args = ["--name", "k8", "--conditioning", "none", "--tokens", "t.zarr", "--images", "i.zarr"]
     args += ["--out", "out/ar.pt", "--metrics", "out/m.json", "--checkpoints", "out/ck"]
     proc = stage_cli(
-        tmp_path, "ar", {"generate.renderer_ar.temperature": -1}, [*args, "--live", "x"]
+        tmp_path, "ar", {"generate.renderer_causal.temperature": -1}, [*args, "--live", "x"]
     )
     assert proc.returncode != 0
     assert proc.stderr.splitlines() == [
-        "error: params.yaml: generate.renderer_ar.temperature: Input should be greater than or "
+        "error: params.yaml: generate.renderer_causal.temperature: Input should be greater than or "
         "equal to 0 (got -1)"
     ]
     assert not (tmp_path / "out").exists()

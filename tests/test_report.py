@@ -69,7 +69,7 @@ def dag_metrics(d: Path, params: P.Params) -> None:
         write(d, s.metrics, gen | ({"source_top1": 0.9} if s.source == "gt" else {}))
         made = {"token_model": SAMPLER} if s.token_model else {}
         if s.renderer:
-            made["renderer"] = SAMPLER | {"renderer": "ar", "top_p": 0.8}
+            made["renderer"] = SAMPLER | {"renderer": "causal", "top_p": 0.8}
             write(d, sets.renderer(s.renderer), {"n_params": 1e6, "epochs": 2.0})
         write(d, sets.generate(s.name), made)
         if s.token_model:
@@ -131,7 +131,7 @@ def fake_metrics(
             per_seed(d, vq, params, gen | {"isc_mean": 5.0}, "fid", 10.0)
         disc = sets.scores(sets.side_set("digit", how, k))
         per_seed(d, disc, params, gen | {"isc_mean": 6.0}, "fid", disc_fid)
-    per_seed(d, f"scores_digit_k{k}_ar", params, gen | {"isc_mean": 6.0}, "fid", disc_fid)
+    per_seed(d, f"scores_digit_k{k}_causal", params, gen | {"isc_mean": 6.0}, "fid", disc_fid)
     per_seed(d, f"probe_k{k}", params, probe(disc_probe, 2), "best_top1", disc_probe)
     per_seed(d, "probe_vq", params, probe(0.5, 4), "best_top1", 0.5)
     write(
@@ -231,7 +231,11 @@ def test_a_weak_renderer_makes_a_digit_loss_untestable(tmp_path):
     m.mkdir()
     params = fake_metrics(m, disc_change=0.1, disc_fid=15.0, disc_probe=0.8)  # VQ: 10
     k = params.kmeans.main_k
-    write(m, f"scores_gt_k{k}_ar", {"fid": 30.0, "isc_mean": 4.0, "n_gen": 500, "source_top1": 0.5})
+    write(
+        m,
+        f"scores_gt_k{k}_causal",
+        {"fid": 30.0, "isc_mean": 4.0, "n_gen": 500, "source_top1": 0.5},
+    )
     v = [x.verdict for x in write_reports(params, m, tmp_path / "reports")]
     assert v[1] == "untestable here" and v[2] == "supported", v
     text = (tmp_path / "reports/claims.md").read_text()

@@ -91,7 +91,7 @@ def searched(tmp_path, monkeypatch, renderer: bool, n_reference: int = 3):
         return out
 
     def render(p, model, prefix, device):
-        rendered.append((p.generate.renderer_ar, prefix))
+        rendered.append((p.generate.renderer_causal, prefix))
         return real_render(p, model, prefix, device)
 
     def fidelity(params, pixels, ref, evalnet):
@@ -129,7 +129,7 @@ def test_every_step_is_searched_over_the_same_grid(tmp_path, monkeypatch):
     for (settings, _), t in zip(sampled, grid, strict=True):
         assert settings == base.token_model.model_copy(update=t)  # temperature kept
     for i, (settings, prefix) in enumerate(rendered):
-        assert settings == base.renderer_ar.model_copy(update=grid[i % 3])
+        assert settings == base.renderer_causal.model_copy(update=grid[i % 3])
         assert torch.equal(prefix, sampled[i // 3][1])
     greedy = sampled[0][1]
     assert len(greedy.unique(dim=0)) == 1  # top-k 1: every sample the same sequence

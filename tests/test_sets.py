@@ -135,44 +135,49 @@ def test_sets_follow_the_k_list():
         "digit_k16_untruncated",
         "digit_k16_selected",
         "digit_k8_untruncated",
-        "digit_k8_ar",
-        "digit_k16_ar",
+        "digit_k8_causal",
+        "digit_k16_causal",
         "digit_k16_maskgit",
-        "gt_k16_ar",
+        "gt_k16_causal",
         "gt_k16_maskgit",
         "vq_recon",
         "vq_cond",
-        "digit_k16_cond_ar",
+        "digit_k16_cond_causal",
         "digit_k16_cond_maskgit",
-        "digit_k16_long_ar",
-        "digit_k16_large_ar",
+        "digit_k16_long_causal",
+        "digit_k16_large_causal",
         "mae_k16_untruncated",
         "vq_noise_untruncated",
     ]
     tables = {n: s.table for n, s in got.items() if s.table}
     assert [n for n, t in tables.items() if t == "table4_conditional"] == [
         "vq_cond",
-        "digit_k16_cond_ar",
+        "digit_k16_cond_causal",
         "digit_k16_cond_maskgit",
     ]
-    assert "digit_k8_ar" not in tables and "mae_k16_untruncated" not in tables
+    assert "digit_k8_causal" not in tables and "mae_k16_untruncated" not in tables
 
 
 def test_seeded_sets_expand_per_seed_and_variants_use_the_main_seed():
     got = dag_sets([8, 16], 16, ["mae"], ["noise"], [3, 5], 5)
-    assert {"vq_untruncated_s3", "vq_selected_s5", "digit_k8_ar_s3", "digit_k16_ar_s5"} <= set(got)
-    assert "vq_untruncated" not in got and "digit_k16_ar" not in got
+    assert {
+        "vq_untruncated_s3",
+        "vq_selected_s5",
+        "digit_k8_causal_s3",
+        "digit_k16_causal_s5",
+    } <= set(got)
+    assert "vq_untruncated" not in got and "digit_k16_causal" not in got
     # the fair comparison's sets: every side sampled both ways on every sample seed
     assert got["digit_k16_selected_s3"].how == "selected"
-    assert got["digit_k16_selected_s3"].renderer == "k16_ar_s3"
+    assert got["digit_k16_selected_s3"].renderer == "k16_causal_s3"
     assert got["vq_long_untruncated_s5"].token_model == "vq_long_s5"
-    assert got["digit_k8_ar_s3"].token_model == "k8_s3"
-    assert got["digit_k8_ar_s3"].renderer == "k8_ar_s3"
+    assert got["digit_k8_causal_s3"].token_model == "k8_s3"
+    assert got["digit_k8_causal_s3"].renderer == "k8_causal_s3"
     assert got["digit_k16_maskgit"].token_model == "k16_s5"  # the main seed's token model
-    assert got["digit_k16_cond_ar"].renderer == "k16_ar_s5"
-    assert got["gt_k16_ar"].renderer == "k16_ar_s5"
+    assert got["digit_k16_cond_causal"].renderer == "k16_causal_s5"
+    assert got["gt_k16_causal"].renderer == "k16_causal_s5"
     assert got["digit_k16_cond_maskgit"].renderer == "k16_maskgit"  # trained once
-    assert sets.seed_of("scores_digit_k8_ar_s3") == ("scores_digit_k8_ar", 3)
+    assert sets.seed_of("scores_digit_k8_causal_s3") == ("scores_digit_k8_causal", 3)
     assert sets.seed_of("scores_vq_cond") == ("scores_vq_cond", None)
 
 
@@ -186,7 +191,7 @@ def test_the_encoder_axis_names_a_branch_per_row():
     assert (dino.tokens, dino.token_model, dino.renderer, dino.table) == (
         "dino",
         "dino",
-        "dino_ar",
+        "dino_causal",
         None,
     )
     assert sets.dag_probes([8], [0], ["dino"], ["noise"]) == [

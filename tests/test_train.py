@@ -149,7 +149,7 @@ def mapping_data(n: int, seed: int):
     return {"prefix": prefix, "tokens": (prefix * 3 + 1) % 8}
 
 
-@pytest.mark.parametrize("renderer", ["ar", "maskgit"])
+@pytest.mark.parametrize("renderer", ["causal", "maskgit"])
 def test_stage2_uses_its_prefix(renderer):
     torch.manual_seed(0)
     model = build_gpt(
@@ -158,7 +158,7 @@ def test_stage2_uses_its_prefix(renderer):
         block_size=6,
         prefix_vocab_size=8,
         prefix_len=6,
-        causal=renderer == "ar",
+        causal=renderer == "causal",
     )
     objective = Objective(masked=renderer == "maskgit")
     tr, va = mapping_data(512, 0), mapping_data(64, 1)
@@ -177,7 +177,7 @@ def test_stage2_uses_its_prefix(renderer):
     outs = []
     for p in (a, b):
         g = torch.Generator().manual_seed(0)
-        if renderer == "ar":
+        if renderer == "causal":
             outs.append(generate(model, 200, prefix=p, generator=g))
         else:
             outs.append(maskgit_generate(model, prefix=p, steps=4, generator=g))

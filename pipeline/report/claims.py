@@ -208,7 +208,7 @@ def premises(params: Params, m: Metrics) -> list[Premise]:
         )
     )
     gt, recon = (
-        m.need(sets.scores(sets.gt_set(k, "ar")), "premises"),
+        m.need(sets.scores(sets.gt_set(k, "causal")), "premises"),
         m.need(sets.scores(sets.VQ_RECON_SET), "premises"),
     )
     ratio = gt["fid"] / max(recon["fid"], 1e-12)
@@ -388,7 +388,7 @@ def claim_generation(params: Params, m: Metrics) -> Verdict:
     if m.get(paper):
         ev.append(
             f"for reference, DiGIT at the paper's sampling (renderer top-p "
-            f"{params.generate.renderer_ar.top_p:g}) FID {m.pm(paper, 'fid')}: not a fair row"
+            f"{params.generate.renderer_causal.top_p:g}) FID {m.pm(paper, 'fid')}: not a fair row"
         )
     ev.append(RULE + f", Bonferroni over the {tests} tests")
     verdict = outcome_label(better, worse)

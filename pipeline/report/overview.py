@@ -77,14 +77,19 @@ def our_points(params: Params, m: Metrics) -> list[dict]:
             f"DiGIT K={kk}",
             sets.disc_model(kk),
             sets.digit_set(kk),
-            sets.renderer_name("disc", kk, "ar"),
+            sets.renderer_name("disc", kk, "causal"),
         )
         for kk in params.kmeans.ks
     ]
     rows += [
         ("VQ tokens", sets.VQ_MODEL, sets.vq_set(), None),
         *(
-            (f"{row.label} K={k}", key, sets.encoder_set(key, k), sets.renderer_name(key, k, "ar"))
+            (
+                f"{row.label} K={k}",
+                key,
+                sets.encoder_set(key, k),
+                sets.renderer_name(key, k, "causal"),
+            )
             for key, row in params.encoders.items()
         ),
     ]
@@ -137,7 +142,7 @@ def curve_panels(params: Params) -> list[tuple[str, list[tuple[str, str]]]]:
     token_models = [(f"DiGIT K={kk}", sets.ar(stem(sets.disc_model(kk)))) for kk in ks]
     token_models.append(("VQ tokens", sets.ar(stem(sets.VQ_MODEL))))
     renderers = [
-        (f"K={kk} AR", sets.renderer(stem(sets.renderer_name("disc", kk, "ar")))) for kk in ks
+        (f"K={kk} AR", sets.renderer(stem(sets.renderer_name("disc", kk, "causal")))) for kk in ks
     ]
     renderers.append((f"K={k} MaskGIT", sets.renderer(sets.renderer_name("disc", k, "maskgit"))))
     return [

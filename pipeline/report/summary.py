@@ -42,7 +42,7 @@ def summary(params: Params, m: Metrics, verdicts: list[Verdict]) -> dict[str, di
         **{
             f"{side}_{how}": sets.side_set(side, how, k) for side in sets.SIDES for how in sets.HOWS
         },
-        "gt": sets.gt_set(k, "ar"),
+        "gt": sets.gt_set(k, "causal"),
         "recon": sets.VQ_RECON_SET,
     }
     gens = {label: m.need(sets.scores(s), "reports/summary.json") for label, s in gen_sets.items()}

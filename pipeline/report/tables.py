@@ -227,7 +227,7 @@ def table3(params: Params, m: Metrics) -> Table:
             "source-label top-1: the evaluation net's top-1 on the upper-bound images against the "
             "labels of the val images whose tokens were rendered (does the digit survive?).",
         ],
-        figures=[f"render_check_gt_k{params.kmeans.main_k}_ar.png"],
+        figures=[f"render_check_gt_k{params.kmeans.main_k}_causal.png"],
     )
 
 
@@ -259,7 +259,7 @@ def fair_notes(params: Params, m: Metrics) -> list[str]:
         "size (16 x 320 steps) on both sides' val loss (it helped the VQ model most). The renderer (`renderer`) was tuned on DiGIT's ground-truth "
         "renders; the VQ side has no renderer to tune. Sampling is searched alike (above).",
         f'The DiGIT rows labelled "the paper\'s sampling" sample the renderer at top-p '
-        f"{params.generate.renderer_ar.top_p:g} (`generate.renderer_ar`) and the token model as "
+        f"{params.generate.renderer_causal.top_p:g} (`generate.renderer_causal`) and the token model as "
         "`generate.token_model` says: the paper's setting, kept for the K axis (claim 4); they are "
         "not the fair comparison.",
     ]
@@ -364,7 +364,7 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
 
 SAMPLING_CAVEAT = (
     "Sampling differs between the rows: the DiGIT rows' renderer samples at top-p "
-    "`generate.renderer_ar.top_p` (the paper's), the VQ row untruncated. Table 3's fair rows "
+    "`generate.renderer_causal.top_p` (the paper's), the VQ row untruncated. Table 3's fair rows "
     "sample every side alike (untruncated, and each at its own searched setting); read the "
     "tokenizers' gap there."
 )

@@ -20,7 +20,7 @@ def small_print(params: Params, m: Metrics, live: str | Path | None = None) -> l
     reminder of where the numbers come from."""
     prep = m.get(sets.PREPARE) or {}
     ar = m.get(sets.ar(sets.disc_model(params.kmeans.main_k))) or {}
-    rd = m.get(sets.renderer(sets.renderer_name("disc", params.kmeans.main_k, "ar"))) or {}
+    rd = m.get(sets.renderer(sets.renderer_name("disc", params.kmeans.main_k, "causal"))) or {}
     return [
         f"- Data: {prep.get('n_train', '?')} train / {prep.get('n_val', '?')} val images of "
         f"`{params.data.dataset}` at {params.data.image_size} px; the paper: ImageNet, 1.28M at "

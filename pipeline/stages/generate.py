@@ -113,7 +113,7 @@ def render(
     gen = seeded_generator(params.seed, 11, device=device)
     t0 = time.perf_counter()
     if model.config.causal:
-        s = g.renderer_ar
+        s = g.renderer_causal
         ids = generate(
             model,
             len(prefix),
@@ -126,7 +126,7 @@ def render(
             use_cache=g.use_cache,
             progress=True,
         )
-        info = {"renderer": "ar", **s.model_dump(), "use_cache": g.use_cache}
+        info = {"renderer": "causal", **s.model_dump(), "use_cache": g.use_cache}
     else:
         s = g.renderer_maskgit
         ids = maskgit_generate(
@@ -242,14 +242,14 @@ def sampled_as(params: Params, how: str | None, search: str | None) -> Params:
     "main" as they are, "untruncated", or "selected" from the sampling search file ``search``."""
     g = params.generate
     if how == "untruncated":
-        steps = {"token_model": UNTRUNCATED, "renderer_ar": UNTRUNCATED}
+        steps = {"token_model": UNTRUNCATED, "renderer_causal": UNTRUNCATED}
     elif how == "selected":
         if search is None:
             raise StageError("--variant selected needs --sampling (the side's sampling search)")
         chosen = io.read_json(search)["selected"]
         steps = {"token_model": chosen["token_model"]}
         if chosen.get("renderer"):
-            steps["renderer_ar"] = chosen["renderer"]
+            steps["renderer_causal"] = chosen["renderer"]
     elif how in (None, "main"):
         return params
     else:

@@ -44,7 +44,7 @@ from pipeline.train import (
 
 log = logging.getLogger("digit.renderer")
 
-RENDERERS = ("ar", "maskgit")
+RENDERERS = ("causal", "maskgit")
 
 
 def derangement(n: int, seed: int) -> torch.Tensor:
@@ -94,7 +94,7 @@ def run(
         prefix_len=prefix.shape[1],
         prefix_mode=params.renderer.prefix_mode,
         align_kernel=params.renderer.align_kernel,
-        causal=renderer == "ar",
+        causal=renderer == "causal",
     )
     objective = Objective(masked=renderer == "maskgit")
     log.info(

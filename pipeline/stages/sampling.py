@@ -45,7 +45,7 @@ def grid(params: Params) -> list[dict]:
 
 
 def with_step(params: Params, step: str, setting: dict) -> Params:
-    """``params`` with ``generate.<step>`` (token_model, renderer_ar) filtered as ``setting``."""
+    """``params`` with ``generate.<step>`` (token_model, renderer_causal) filtered as ``setting``."""
     g = params.generate
     new = getattr(g, step).model_copy(update=setting)
     return params.model_copy(update={"generate": g.model_copy(update={step: new})})
@@ -102,7 +102,7 @@ def run(
             if r is None:
                 vq_ids = tokens
             else:
-                vq_ids, _ = render(with_step(p, "renderer_ar", r), s2, tokens, device)
+                vq_ids, _ = render(with_step(p, "renderer_causal", r), s2, tokens, device)
             pixels = decode(vq_model, vq_ids, params.generate.batch_size, device)
             result = fidelity(params, pixels, ref, evalnet)
             row = {"token_model": t, "renderer": r} | {k: result[k] for k in KEEP if k in result}
