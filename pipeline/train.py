@@ -45,7 +45,7 @@ from digit.seeding import seeded_generator
 from pipeline import ddp, io
 from pipeline.checkpoints import save_model
 from pipeline.ddp import Rank
-from pipeline.params import GPTModelFields, TrainFields
+from pipeline.params import GPTModelFields, TrainFields, build_config
 from pipeline.resume import (
     Checkpoints,
     CurveLogger,
@@ -384,14 +384,7 @@ def train(
 
 def train_config(section: TrainFields, seed: int) -> TrainConfig:
     """The ``TrainFields`` of a params section (ar, renderer) as a TrainConfig."""
-    return TrainConfig(
-        **{
-            f.name: getattr(section, f.name)
-            for f in dataclasses.fields(TrainConfig)
-            if f.name != "seed"
-        },
-        seed=seed,
-    )
+    return build_config(TrainConfig, section, seed=seed)
 
 
 @dataclass
@@ -513,11 +506,8 @@ def finish_stage(
 def build_model(section: GPTModelFields, **fixed: Any) -> GPT:
     """The named size of a params section with its overrides; ``fixed`` sets what the data
     decides (vocab_size, block_size, n_classes, prefix). Bad combinations are a StageError."""
-    overrides = {
-        k: getattr(section, k)
-        for k in ("n_layer", "n_head", "n_embd", "ffn", "dropout")
-        if getattr(section, k) is not None
-    }
+    names = [k for k in GPTModelFields.model_fields if k != "size"]
+    overrides = {k: getattr(section, k) for k in names if getattr(section, k) is not None}
     try:
         return build_gpt(section.size, **overrides, **fixed)
     except (KeyError, ValueError) as err:
