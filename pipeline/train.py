@@ -45,7 +45,7 @@ from digit.seeding import seeded_generator
 from pipeline import ddp, io
 from pipeline.checkpoints import save_model
 from pipeline.ddp import Rank
-from pipeline.params import GPTModelFields, TrainFields, build_config
+from pipeline.params import GPTModelFields, Params, TrainFields, build_config
 from pipeline.resume import (
     Checkpoints,
     CurveLogger,
@@ -54,7 +54,14 @@ from pipeline.resume import (
     rng_state,
     set_rng_state,
 )
-from pipeline.stage import StageError, record_timing, resolved_params
+from pipeline.stage import (
+    StageError,
+    apply_variant,
+    cli,
+    record_timing,
+    resolved_params,
+    stage,
+)
 
 log = logging.getLogger("digit.train")
 
@@ -590,3 +597,23 @@ def build_model(section: GPTModelFields, **fixed: Any) -> GPT:
         return build_gpt(section.size, **overrides, **fixed)
     except (KeyError, ValueError) as err:
         raise StageError(f"{section.size} GPT: {err}".replace('"', "")) from None
+
+
+def stage_main(
+    doc: str | None,
+    section: str,
+    paths: tuple[str, ...],
+    extra: dict[str, type],
+    variants: Callable[[Params], dict[str, dict]],
+    run: Callable[..., Any],
+) -> None:
+    """The ``main()`` of a stage that trains one transformer per ``--name`` (ar, renderer): its
+    command line (``paths``, ``extra`` and an optional ``--variant``), params with the variant's
+    overrides of ``section`` (``variants(params)``), a relaunch under torchrun when
+    ``<section>.nproc`` > 1, then ``run(params, ...)`` with every argument by name."""
+    args = cli(doc, *paths, extra=extra, optional=("variant",))
+    with stage(f"{section}_{args.name}", args.params) as params:
+        params = apply_variant(params, section, variants(params), args.variant)
+        if ddp.relaunch(getattr(params, section).nproc, f"{section}.nproc"):
+            return  # the torchrun ranks did the work
+        run(params, **{k: getattr(args, k) for k in (*extra, *paths)})
