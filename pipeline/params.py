@@ -9,10 +9,11 @@ merges a preset into it in place (``git checkout params.yaml`` returns to the em
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import re
 import sys
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -87,6 +88,24 @@ class Section(BaseModel):
         if update:
             new._given = self._given | set(update)
         return new
+
+
+Config = TypeVar("Config")
+
+
+def build_config(cls: type[Config], section: Section, **given: Any) -> Config:
+    """The dataclass ``cls`` (a model's or a training loop's config) from a params section: each of
+    its fields that the section has is read from there, ``given`` sets those that come from
+    elsewhere (the seed, what the data decides, a derived value) and wins over the section, the
+    rest keep the dataclass's defaults. Fields are read one by one, not through ``model_dump``, so
+    a stage records the keys its config uses and no others."""
+    keys = type(section).model_fields
+    read = {
+        f.name: getattr(section, f.name)
+        for f in dataclasses.fields(cls)
+        if f.name in keys and f.name not in given
+    }
+    return cls(**read, **given)
 
 
 PosInt = Annotated[int, Field(gt=0)]

@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from digit.seeding import seeded_generator
 from pipeline import ddp, io
 from pipeline.checkpoints import save_model
 from pipeline.ddp import Rank
-from pipeline.params import GPTModelFields, TrainFields
+from pipeline.params import GPTModelFields, Params, TrainFields, build_config
 from pipeline.resume import (
     Checkpoints,
     CurveLogger,
@@ -54,7 +54,14 @@ from pipeline.resume import (
     rng_state,
     set_rng_state,
 )
-from pipeline.stage import StageError, record_timing, resolved_params
+from pipeline.stage import (
+    StageError,
+    apply_variant,
+    cli,
+    record_timing,
+    resolved_params,
+    stage,
+)
 
 log = logging.getLogger("digit.train")
 
@@ -211,11 +218,162 @@ def final_val_loss(history: list[dict[str, float]]) -> float:
     return last.get(VAL_ALL, last["val/loss"])
 
 
-# -------------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------------- the loop
 
 
 class Interrupt(Exception):
     """Raised by an ``on_step`` callback to stop training (tests simulate a kill with it)."""
+
+
+def load_checkpoint(checkpoints: Checkpoints | None, main: bool) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None to start afresh. Rank 0 looks first: it removes a
+    stale checkpoint before the other ranks look."""
+    if checkpoints is None:
+        return None
+    saved = checkpoints.load() if main else None
+    ddp.barrier()
+    return saved if main else checkpoints.load()
+
+
+def epoch_batches(
+    data: dict[str, Tensor], batch_size: int, seed: int, start: int, steps: int
+) -> Iterator[tuple[int, dict[str, Tensor]]]:
+    """(step, batch) for steps ``start`` .. ``steps`` - 1: the rows of each epoch in one
+    permutation drawn from (seed, epoch), the last partial batch dropped (every step sees
+    ``batch_size`` rows). Where a run starts does not change which rows a step sees."""
+    n = len(data["tokens"])
+    steps_per_epoch = n // batch_size
+    perm, perm_epoch = None, -1
+    for step in range(start, steps):
+        epoch, i = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm = torch.randperm(n, generator=seeded_generator(seed, 0, epoch))
+            perm_epoch = epoch
+        rows = perm[i * batch_size : (i + 1) * batch_size]
+        yield step, {k: v[rows] for k, v in data.items()}
+
+
+@dataclass
+class Stepper:
+    """How this process takes a training step: AdamW (weight decay on matrices only) in the run's
+    precision, through ``forward``, the model's DDP wrapper or compiled version (None: the model),
+    on the ``shard`` rows of every batch. Its state, the model's and the loop's make a checkpoint."""
+
+    model: GPT
+    objective: Objective
+    cfg: TrainConfig
+    device: str
+    opt: torch.optim.Optimizer
+    precision: Precision
+    scaler: Any
+    shard: slice
+    forward: Callable[..., Any] | None
+
+    @classmethod
+    def setup(
+        cls,
+        model: GPT,
+        objective: Objective,
+        cfg: TrainConfig,
+        device: str,
+        rank: Rank | None,
+        batch_size: int,
+    ) -> Stepper:
+        shard, forward = slice(None), None
+        if rank is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            shard = rank.shard(batch_size)
+            # Broadcasts rank 0's weights at construction, then averages gradients in backward.
+            forward = DistributedDataParallel(
+                model, device_ids=[model.wpe.device] if model.wpe.device.type == "cuda" else None
+            )
+        if cfg.compile:  # shares the model's parameters; checkpoints keep the plain state dict
+            forward = torch.compile(model if forward is None else forward)
+
+        decay = [p for p in model.parameters() if p.ndim >= 2]  # not biases, norms, positions
+        no_decay = [p for p in model.parameters() if p.ndim < 2]
+        opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            foreach=True,  # one kernel per op over all tensors: CUDA's default, ~25% of a CPU step
+        )
+        precision = Precision(cfg.precision, cfg.tf32)
+        precision.set_tf32()
+        scaler = precision.scaler(device)
+        return cls(model, objective, cfg, device, opt, precision, scaler, shard, forward)
+
+    def step(self, step: int, batch: dict[str, Tensor]) -> tuple[float, Tensor]:
+        """One optimisation step on ``batch`` at step ``step``'s learning rate: (lr, loss)."""
+        cfg = self.cfg
+        lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        g = seeded_generator(cfg.seed, 1, step)
+        with self.precision.autocast(self.device):
+            loss = self.objective.loss(
+                self.model,
+                batch,
+                g,
+                cfg.label_smoothing,
+                train=True,
+                shard=self.shard,
+                forward=self.forward,
+            )
+        optimizer_step(loss, self.opt, self.scaler, self.model.parameters(), cfg.grad_clip)
+        return lr, loss
+
+    def checkpoint(
+        self,
+        done: int,
+        history: list[dict[str, float]],
+        window: list[float],
+        meta: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The whole training state after ``done`` steps, from which ``restore`` and the loop go
+        on as if never stopped: weights, optimizer, loss scale, RNG states and the loop's own."""
+        return {
+            "step": done,
+            "model_config": dataclasses.asdict(self.model.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "history": history,
+            "window": window,
+            "train_config": dataclasses.asdict(self.cfg),
+            "meta": meta or {},
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["model"], strict=True)
+        self.opt.load_state_dict(saved["optimizer"])
+        self.scaler.load_state_dict(saved["scaler"])
+
+
+def val_losses(
+    model: GPT,
+    objective: Objective,
+    val_data: dict[str, Tensor],
+    cfg: TrainConfig,
+    rank: Rank | None,
+    device: str,
+    last: bool,
+) -> dict[str, float]:
+    """A history row's evaluation: the val loss over the first ``cfg.eval_rows`` val rows (all when
+    0), and at the ``last`` step over every row too (VAL_ALL) when that was a subset."""
+    part = val_data
+    if cfg.eval_rows:
+        part = {k: v[: cfg.eval_rows] for k, v in val_data.items()}
+    val = evaluate_sharded(model, objective, part, cfg, rank, device)
+    row = {"val/loss": val, "val/bits_per_token": val / math.log(2)}
+    if cfg.eval_rows and last:  # the model's own: every val row
+        row[VAL_ALL] = evaluate_sharded(model, objective, val_data, cfg, rank, device)
+    return row
 
 
 def train(
@@ -253,47 +411,14 @@ def train(
     model.to(device)
     model.train()
     bs = min(cfg.batch_size, n)
-    steps_per_epoch = n // bs  # drop the last partial batch: every step sees bs rows
     main = rank is None or rank.is_main
-    shard, forward = slice(None), None
-    if rank is not None:
-        from torch.nn.parallel import DistributedDataParallel
-
-        shard = rank.shard(bs)
-        # Broadcasts rank 0's weights at construction, then averages gradients in backward.
-        forward = DistributedDataParallel(
-            model, device_ids=[model.wpe.device] if model.wpe.device.type == "cuda" else None
-        )
-    if cfg.compile:  # shares the model's parameters; checkpoints keep the plain state dict
-        forward = torch.compile(model if forward is None else forward)
-
-    decay = [p for p in model.parameters() if p.ndim >= 2]  # no decay on biases, norms, positions
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=tuple(cfg.betas),
-        foreach=True,  # one kernel per op over all tensors: CUDA's default, ~25% of a CPU step off
-    )
-    precision = Precision(cfg.precision, cfg.tf32)
-    precision.set_tf32()
-    scaler = precision.scaler(device)
+    stepper = Stepper.setup(model, objective, cfg, device, rank, bs)
     history: list[dict[str, float]] = []
     window = [0.0, 0]  # summed train loss, steps, since the last history row
     start = 0
-    saved = None
-    if checkpoints is not None:
-        # Rank 0 first: it removes a stale checkpoint before the other ranks look.
-        saved = checkpoints.load() if main else None
-        ddp.barrier()
-        saved = saved if main else checkpoints.load()
+    saved = load_checkpoint(checkpoints, main)
     if saved is not None:
-        model.load_state_dict(saved["model"], strict=True)
-        opt.load_state_dict(saved["optimizer"])
-        scaler.load_state_dict(saved["scaler"])
+        stepper.restore(saved)
         history, window, start = saved["history"], saved["window"], saved["step"]
         log.info("%s: resuming from step %d of %d", desc, start, cfg.steps)
     curves = CurveLogger(live_dir if main else None, history)
@@ -302,47 +427,14 @@ def train(
     if rank is not None:  # independent dropout on each rank (the weights are rank 0's already)
         torch.manual_seed(seeded_generator(cfg.seed, 5, rank.rank, start).initial_seed())
 
-    def save(done: int) -> None:
-        if checkpoints is None or not main:
-            return
-        checkpoints.save(
-            {
-                "step": done,
-                "model_config": dataclasses.asdict(model.config),
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": rng_state(),
-                "history": history,
-                "window": window,
-                "train_config": dataclasses.asdict(cfg),
-                "meta": meta or {},
-            }
-        )
-
-    perm, perm_epoch = None, -1
     bar = progress_bar(
         total=cfg.steps, initial=start, desc=desc, unit="step", disable=not (progress and main)
     )
+    saving = checkpoints is not None and main and cfg.checkpoint_every > 0
     t0 = time.perf_counter()
     try:
-        for step in range(start, cfg.steps):
-            epoch, i = divmod(step, steps_per_epoch)
-            if epoch != perm_epoch:
-                perm = torch.randperm(n, generator=seeded_generator(cfg.seed, 0, epoch))
-                perm_epoch = epoch
-            rows = perm[i * bs : (i + 1) * bs]
-            batch = {k: v[rows] for k, v in train_data.items()}
-            lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            g = seeded_generator(cfg.seed, 1, step)
-            with precision.autocast(device):
-                loss = objective.loss(
-                    model, batch, g, cfg.label_smoothing, train=True, shard=shard, forward=forward
-                )
-            optimizer_step(loss, opt, scaler, model.parameters(), cfg.grad_clip)
-
+        for step, batch in epoch_batches(train_data, bs, cfg.seed, start, cfg.steps):
+            lr, loss = stepper.step(step, batch)
             window[0] += float(loss.detach())
             window[1] += 1
             done = step + 1
@@ -352,22 +444,15 @@ def train(
                 if rank is not None:
                     row["train/loss"] = ddp.all_mean([row["train/loss"]], device)[0]
                 if is_eval:
-                    part = val_data
-                    if cfg.eval_rows:
-                        part = {k: v[: cfg.eval_rows] for k, v in val_data.items()}
-                    val = evaluate_sharded(model, objective, part, cfg, rank, device)
-                    row.update({"val/loss": val, "val/bits_per_token": val / math.log(2)})
-                    if cfg.eval_rows and done == cfg.steps:  # the model's own: every val row
-                        row[VAL_ALL] = evaluate_sharded(
-                            model, objective, val_data, cfg, rank, device
-                        )
+                    last = done == cfg.steps
+                    row.update(val_losses(model, objective, val_data, cfg, rank, device, last))
                 history.append(row)
                 curves.log({k: v for k, v in row.items() if k != VAL_ALL})
                 window = [0.0, 0]
                 shown = {"train": "train/loss", "val": "val/loss"}
                 bar.set_postfix({k: f"{row[key]:.3f}" for k, key in shown.items() if key in row})
-            if cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                save(done)
+            if saving and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                checkpoints.save(stepper.checkpoint(done, history, window, meta))
             bar.update(1)
             if on_step is not None:
                 on_step(done)
@@ -384,14 +469,7 @@ def train(
 
 def train_config(section: TrainFields, seed: int) -> TrainConfig:
     """The ``TrainFields`` of a params section (ar, renderer) as a TrainConfig."""
-    return TrainConfig(
-        **{
-            f.name: getattr(section, f.name)
-            for f in dataclasses.fields(TrainConfig)
-            if f.name != "seed"
-        },
-        seed=seed,
-    )
+    return build_config(TrainConfig, section, seed=seed)
 
 
 @dataclass
@@ -513,12 +591,29 @@ def finish_stage(
 def build_model(section: GPTModelFields, **fixed: Any) -> GPT:
     """The named size of a params section with its overrides; ``fixed`` sets what the data
     decides (vocab_size, block_size, n_classes, prefix). Bad combinations are a StageError."""
-    overrides = {
-        k: getattr(section, k)
-        for k in ("n_layer", "n_head", "n_embd", "ffn", "dropout")
-        if getattr(section, k) is not None
-    }
+    names = [k for k in GPTModelFields.model_fields if k != "size"]
+    overrides = {k: getattr(section, k) for k in names if getattr(section, k) is not None}
     try:
         return build_gpt(section.size, **overrides, **fixed)
     except (KeyError, ValueError) as err:
         raise StageError(f"{section.size} GPT: {err}".replace('"', "")) from None
+
+
+def stage_main(
+    doc: str | None,
+    section: str,
+    paths: tuple[str, ...],
+    extra: dict[str, type],
+    variants: Callable[[Params], dict[str, dict]],
+    run: Callable[..., Any],
+) -> None:
+    """The ``main()`` of a stage that trains one transformer per ``--name`` (ar, renderer): its
+    command line (``paths``, ``extra`` and an optional ``--variant``), params with the variant's
+    overrides of ``section`` (``variants(params)``), a relaunch under torchrun when
+    ``<section>.nproc`` > 1, then ``run(params, ...)`` with every argument by name."""
+    args = cli(doc, *paths, extra=extra, optional=("variant",))
+    with stage(f"{section}_{args.name}", args.params) as params:
+        params = apply_variant(params, section, variants(params), args.variant)
+        if ddp.relaunch(getattr(params, section).nproc, f"{section}.nproc"):
+            return  # the torchrun ranks did the work
+        run(params, **{k: getattr(args, k) for k in (*extra, *paths)})

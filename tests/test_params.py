@@ -226,3 +226,30 @@ def test_path_and_encoder_row_variants():
         "ffn": None,
         "steps": 7,
     }
+
+
+def test_a_config_built_from_a_section_reads_only_its_own_fields():
+    """``build_config`` reads each field of the dataclass that the section has (and records it as a
+    params read), takes ``given`` values instead of the section's and leaves the rest at the
+    dataclass's defaults: a stage depends on exactly the keys its config uses."""
+    from digit.ssl import MAEConfig
+
+    params = checks.validate(DEFAULT)
+    P.start_recording()
+    try:
+        cfg = P.build_config(MAEConfig, params.ssl, epochs=3)
+        keys = P.recorded_keys()
+    finally:
+        P.stop_recording()
+    assert cfg == MAEConfig(
+        epochs=3,
+        batch_size=params.ssl.batch_size,
+        lr=params.ssl.lr,
+        weight_decay=params.ssl.weight_decay,
+        warmup_epochs=params.ssl.warmup_epochs,
+        mask_ratio=params.ssl.mask_ratio,
+        precision=params.ssl.precision,
+        tf32=params.ssl.tf32,
+    )
+    read = ("batch_size", "lr", "weight_decay", "warmup_epochs", "mask_ratio", "precision", "tf32")
+    assert keys == {f"ssl.{k}" for k in read}  # not ssl.epochs (given), nor temperature etc.

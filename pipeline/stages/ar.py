@@ -30,8 +30,15 @@ from pipeline import ddp
 from pipeline.checkpoints import check_rows, load_tokens
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, apply_variant, cli, resolve_device, stage
-from pipeline.train import Objective, build_model, final_val_loss, finish_stage, train_stage
+from pipeline.stage import StageError, resolve_device
+from pipeline.train import (
+    Objective,
+    build_model,
+    final_val_loss,
+    finish_stage,
+    stage_main,
+    train_stage,
+)
 
 log = logging.getLogger("digit.ar")
 
@@ -172,32 +179,8 @@ def run(
 
 
 def main() -> None:
-    args = cli(
-        __doc__,
-        "tokens",
-        "images",
-        "out",
-        "metrics",
-        "checkpoints",
-        "live",
-        extra={"name": str, "conditioning": str},
-        optional=("variant",),
-    )
-    with stage(f"ar_{args.name}", args.params) as params:
-        params = apply_variant(params, "ar", variants(params), args.variant)
-        if ddp.relaunch(params.ar.nproc, "ar.nproc"):
-            return  # the torchrun ranks did the work
-        run(
-            params,
-            args.name,
-            args.conditioning,
-            args.tokens,
-            args.images,
-            args.out,
-            args.metrics,
-            args.checkpoints,
-            args.live,
-        )
+    paths = ("tokens", "images", "out", "metrics", "checkpoints", "live")
+    stage_main(__doc__, "ar", paths, {"name": str, "conditioning": str}, variants, run)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from digit.metrics.ladder import (
 from pipeline import io
 from pipeline.checkpoints import save_model
 from pipeline.images import load_images
-from pipeline.params import Params
+from pipeline.params import Params, build_config
 from pipeline.stage import cli, record_timing, resolve_device, stage
 
 log = logging.getLogger("digit.evalnet")
@@ -41,15 +41,12 @@ def run(params: Params, images: str, out: str, metrics: str) -> dict:
     device = resolve_device(params.device)
     data = load_images(images)
     e = params.evalnet
-    cfg = EvalNetConfig(
+    cfg = build_config(
+        EvalNetConfig,
+        e,
         in_channels=params.data.channels,
         image_size=max(28, params.data.image_size),
         n_classes=len(data.class_names),
-        width=e.width,
-        feat_dim=e.feat_dim,
-        epochs=e.epochs,
-        batch_size=e.batch_size,
-        lr=e.lr,
     )
     t0 = time.perf_counter()
     tr, va = data.train, data.val

@@ -32,13 +32,14 @@ from pipeline import ddp
 from pipeline.checkpoints import check_rows, load_tokens
 from pipeline.images import load_images
 from pipeline.params import Params
-from pipeline.stage import StageError, apply_variant, cli, resolve_device, stage
+from pipeline.stage import StageError, resolve_device
 from pipeline.train import (
     Objective,
     build_model,
     evaluate,
     final_val_loss,
     finish_stage,
+    stage_main,
     train_stage,
 )
 
@@ -160,37 +161,15 @@ def run(
     return summary
 
 
+def variants(params: Params) -> dict[str, dict]:
+    """``row``: the encoder rows' renderer (``encoders_model``, Fig. 4(a)), as overrides of the
+    renderer section."""
+    return {"row": params.encoders_model.overrides()}
+
+
 def main() -> None:
-    args = cli(
-        __doc__,
-        "disc_tokens",
-        "vq_tokens",
-        "images",
-        "out",
-        "metrics",
-        "checkpoints",
-        "live",
-        extra={"renderer": str, "name": str},
-        optional=("variant",),
-    )
-    with stage(f"renderer_{args.name}", args.params) as params:
-        # row: the encoder rows' model (encoders_model, Fig. 4(a))
-        row = {"row": params.encoders_model.overrides()}
-        params = apply_variant(params, "renderer", row, args.variant)
-        if ddp.relaunch(params.renderer.nproc, "renderer.nproc"):
-            return  # the torchrun ranks did the work
-        run(
-            params,
-            args.renderer,
-            args.name,
-            args.disc_tokens,
-            args.vq_tokens,
-            args.images,
-            args.out,
-            args.metrics,
-            args.checkpoints,
-            args.live,
-        )
+    paths = ("disc_tokens", "vq_tokens", "images", "out", "metrics", "checkpoints", "live")
+    stage_main(__doc__, "renderer", paths, {"renderer": str, "name": str}, variants, run)
 
 
 if __name__ == "__main__":

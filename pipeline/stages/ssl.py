@@ -27,7 +27,7 @@ from pipeline import io
 from pipeline.checkpoints import save_model
 from pipeline.encoder_files import save_encoder
 from pipeline.images import load_images
-from pipeline.params import Params
+from pipeline.params import Params, build_config
 from pipeline.stage import (
     StageError,
     cli,
@@ -49,41 +49,12 @@ def encoder_kwargs(params: Params) -> dict:
 
 
 def simclr_config(params: Params) -> SimCLRConfig:
-    s = params.ssl
-    aug = AugmentConfig(
-        crop_scale=tuple(s.crop_scale),
-        rotation_deg=s.rotation_deg,
-        blur_p=s.blur_p,
-        noise_aug=s.noise_aug,
-        noise_p=s.noise_p,
-        noise_snr_db=tuple(s.noise_snr_db),
-    )
-    return SimCLRConfig(
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        lr=s.lr,
-        weight_decay=s.weight_decay,
-        warmup_epochs=s.warmup_epochs,
-        temperature=s.temperature,
-        proj_dim=s.proj_dim,
-        augment=aug,
-        precision=s.precision,
-        tf32=s.tf32,
-    )
+    augment = build_config(AugmentConfig, params.ssl)
+    return build_config(SimCLRConfig, params.ssl, augment=augment)
 
 
 def mae_config(params: Params) -> MAEConfig:
-    s = params.ssl
-    return MAEConfig(
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        lr=s.lr,
-        weight_decay=s.weight_decay,
-        warmup_epochs=s.warmup_epochs,
-        mask_ratio=s.mask_ratio,
-        precision=s.precision,
-        tf32=s.tf32,
-    )
+    return build_config(MAEConfig, params.ssl)
 
 
 def run(

@@ -26,7 +26,7 @@ from digit.vq_train import NoiseAugConfig, VQTrainConfig, evaluate_vq, train_vq
 from pipeline import io
 from pipeline.checkpoints import save_model
 from pipeline.images import load_images
-from pipeline.params import Params, vq_grid_problem
+from pipeline.params import Params, build_config, vq_grid_problem
 from pipeline.resume import (
     Checkpoints,
     CurveLogger,
@@ -61,38 +61,18 @@ def token_grid(params: Params) -> int:
 
 
 def vq_config(params: Params) -> VQConfig:
-    v = params.vq
-    return VQConfig(
+    size = params.data.image_size
+    return build_config(
+        VQConfig,
+        params.vq,
         in_channels=params.data.channels,
-        image_size=params.data.image_size,
-        downsample=params.data.image_size // token_grid(params),
-        hidden=v.hidden,
-        n_res_blocks=v.n_res_blocks,
-        codebook_size=v.codebook_size,
-        code_dim=v.code_dim,
-        ema_decay=v.ema_decay,
-        commitment=v.commitment,
-        restart_threshold=v.restart_threshold,
-        restart_every=v.restart_every,
+        image_size=size,
+        downsample=size // token_grid(params),
     )
 
 
 def train_config(params: Params) -> VQTrainConfig:
-    v = params.vq
-    return VQTrainConfig(
-        epochs=v.epochs,
-        batch_size=v.batch_size,
-        lr=v.lr,
-        weight_decay=v.weight_decay,
-        warmup_steps=v.warmup_steps,
-        min_lr_ratio=v.min_lr_ratio,
-        grad_clip=v.grad_clip,
-        l1_weight=v.l1_weight,
-        seed=params.seed,
-        checkpoint_every=v.checkpoint_every,
-        precision=v.precision,
-        tf32=v.tf32,
-    )
+    return build_config(VQTrainConfig, params.vq, seed=params.seed)
 
 
 def noise_config(params: Params) -> NoiseAugConfig | None:
