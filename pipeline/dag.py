@@ -166,6 +166,27 @@ GENERATE_PARAMS = (
     "generate.use_cache",
     "generate.grid",
 )
+DIGIT_SAMPLING = (
+    "device",
+    *GENERATE_PARAMS,
+    "generate.token_model",
+    "generate.renderer_causal",
+    "evaluate",
+)
+
+
+def digit_sampled(name: str, k: str, seed: str) -> dict[str, Arg]:
+    """A DiGIT sample set from the token model and causal renderer at (``k``, ``seed``), decoded
+    by that seed's VQ."""
+    return {
+        "token_model": In(f"models/ar_k{k}_s{seed}.pt"),
+        "renderer": In(f"models/renderer_k{k}_causal_s{seed}.pt"),
+        "vq": In(f"models/vq_s{seed}.pt"),
+        "images": IMAGES,
+        **sampled(name),
+    }
+
+
 KMEANS_FIT = ("kmeans.niter", "kmeans.max_points_per_centroid", "kmeans.spherical")
 VQ_PARAMS = (
     "device",
@@ -497,19 +518,9 @@ KINDS: tuple[Kind, ...] = (
             "source": "sample",
             "name": f"digit_k{K}_causal_s{S}",
             "seed": S,
-            "token_model": In(f"models/ar_k{K}_s{S}.pt"),
-            "renderer": In(f"models/renderer_k{K}_causal_s{S}.pt"),
-            "vq": In(f"models/vq_s{S}.pt"),
-            "images": IMAGES,
-            **sampled(f"digit_k{K}_causal_s{S}"),
+            **digit_sampled(f"digit_k{K}_causal_s{S}", K, S),
         },
-        (
-            "device",
-            *GENERATE_PARAMS,
-            "generate.token_model",
-            "generate.renderer_causal",
-            "evaluate",
-        ),
+        DIGIT_SAMPLING,
         doc="Sample sets (Tables 3 and 4): DiGIT per K and sample seed, at the paper's sampling.",
         loop=KS_BY_SAMPLE_SEEDS,
     ),
@@ -588,19 +599,9 @@ KINDS: tuple[Kind, ...] = (
             "name": f"digit_k{K}_untruncated_s{S}",
             "seed": S,
             "variant": "untruncated",
-            "token_model": In(f"models/ar_k{K}_s{S}.pt"),
-            "renderer": In(f"models/renderer_k{K}_causal_s{S}.pt"),
-            "vq": In(f"models/vq_s{S}.pt"),
-            "images": IMAGES,
-            **sampled(f"digit_k{K}_untruncated_s{S}"),
+            **digit_sampled(f"digit_k{K}_untruncated_s{S}", K, S),
         },
-        (
-            "device",
-            *GENERATE_PARAMS,
-            "generate.token_model",
-            "generate.renderer_causal",
-            "evaluate",
-        ),
+        DIGIT_SAMPLING,
         doc="Matched sampling: DiGIT at every K sampled untruncated at every step, every sample "
         "seed (Table 3's fair rows at the main K, the K ablation and claim 6 at every K).",
         loop=KS_BY_SAMPLE_SEEDS,
@@ -614,19 +615,9 @@ KINDS: tuple[Kind, ...] = (
             "seed": ITEM,
             "variant": "selected",
             "sampling": In("metrics/sampling_digit.json"),
-            "token_model": In(f"models/ar_k{MAIN_K}_s{ITEM}.pt"),
-            "renderer": In(f"models/renderer_k{MAIN_K}_causal_s{ITEM}.pt"),
-            "vq": In(f"models/vq_s{ITEM}.pt"),
-            "images": IMAGES,
-            **sampled(f"digit_k{MAIN_K}_selected_s{ITEM}"),
+            **digit_sampled(f"digit_k{MAIN_K}_selected_s{ITEM}", MAIN_K, ITEM),
         },
-        (
-            "device",
-            *GENERATE_PARAMS,
-            "generate.token_model",
-            "generate.renderer_causal",
-            "evaluate",
-        ),
+        DIGIT_SAMPLING,
         doc="The fair comparison (Table 3, claim 2): DiGIT at the main K sampled at the setting "
         "its own sampling search chose on train images (`sampling_digit`), every sample seed.",
         loop={"foreach": "${sample_seeds}"},

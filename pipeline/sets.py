@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,12 +55,6 @@ VQ_MODEL = "vq"  # the AR model over VQ tokens, unconditional
 VQ_LONG_MODEL = "vq_long"
 VQ_COND_MODEL = "vq_cond"  # ... class-conditional
 # The AR model over the K-Means tokens (main K) of encoder-axis row <key> is named <key> itself.
-
-
-def vq_row(key: str) -> str:
-    """Row ``key`` of ``vq_rows`` (main seed): its autoencoder, tokens, token model and Table 1
-    entry are ``vq_<key>`` (models/vq_<key>.pt, ar_vq_<key>, probe_vq_<key>, stability_vq_<key>)."""
-    return f"vq_{key}"
 
 
 def disc_model(k: int, conditional: bool = False) -> str:
@@ -106,11 +101,6 @@ VQ = "vq"  # the VQ autoencoder, one per entry of ``seeds`` (vq_s<seed>)
 EVALNET = "evalnet"
 
 
-def stability(tokenizer: str) -> str:
-    """Table 1's measurements of one tokenizer (``tokenizer_rows``)."""
-    return f"stability_{tokenizer}"
-
-
 # --- the sampling search: each side of the generation comparison, searched alike -----------------
 
 SIDES = ("digit", "vq", "vq_long")  # DiGIT at the main K; the VQ baseline; ... at DiGIT's compute
@@ -124,12 +114,6 @@ def side_models(side: str, main_k: int) -> tuple[str, str | None]:
     return {"vq": VQ_MODEL, "vq_long": VQ_LONG_MODEL}[side], None
 
 
-def sampling(side: str) -> str:
-    """The sampling search of a side (metrics/sampling_<side>.json): every setting's FID against
-    train images, and the selected one."""
-    return f"sampling_{side}"
-
-
 def side_set(side: str, how: str, main_k: int) -> str:
     """The sample set of a side sampled ``how`` (``HOWS``)."""
     return f"digit_k{main_k}_{how}" if side == "digit" else f"{side}_{how}"
@@ -138,48 +122,28 @@ def side_set(side: str, how: str, main_k: int) -> str:
 TOY = "toy"
 
 
-def kmeans(k: int) -> str:
-    return f"kmeans_k{k}"
+# --- the stems of files named after what they hold: prefix + name ------------------------------
 
 
-def ssl_of(key: str) -> str:
-    """The training (or check) of encoder-axis row ``key``; its evaluation is encoder_of(key)."""
-    return f"ssl_{key}"
+def _stem(prefix: str) -> Callable[[str | int], str]:
+    return lambda name: f"{prefix}{name}"
 
 
-def encoder_of(key: str) -> str:
-    return f"encoder_{key}"
-
-
-def kmeans_of(key: str) -> str:
-    return f"kmeans_{key}"
-
-
-def tokens(k: int) -> str:
-    """The token evaluation of the discriminative tokens at cluster count ``k``."""
-    return f"tokens_k{k}"
-
-
-def ar(model: str) -> str:
-    return f"ar_{model}"
-
-
-def renderer(name: str) -> str:
-    return f"renderer_{name}"
-
-
-def probe(model: str) -> str:
-    return f"probe_{model}"
-
-
-def generate(set_name: str) -> str:
-    """The generate stage's own metrics of a sample set (timings, counts)."""
-    return f"generate_{set_name}"
-
-
-def scores(set_name: str) -> str:
-    """The evaluation of a sample set: FID / IS / KID / precision / recall."""
-    return f"scores_{set_name}"
+ar = _stem("ar_")  # a token model: ar(disc_model(256)) -> ar_k256
+renderer = _stem("renderer_")  # a renderer (``renderer_name``)
+probe = _stem("probe_")  # a token model's linear probes
+generate = _stem("generate_")  # a sample set's generation run (settings, counts)
+scores = _stem("scores_")  # a sample set's evaluation: FID / IS / KID / precision / recall
+stability = _stem("stability_")  # Table 1's measurements of a tokenizer (``tokenizer_rows``)
+sampling = _stem("sampling_")  # a side's sampling search: each setting's FID on train images
+kmeans = _stem("kmeans_k")  # K-Means at cluster count k (main encoder)
+tokens = _stem("tokens_k")  # the token evaluation of the main encoder's tokens at k
+ssl_of = _stem("ssl_")  # the training (or check) of encoder-axis row ``key``
+encoder_of = _stem("encoder_")  # ... its k-NN / probe evaluation
+kmeans_of = _stem("kmeans_")  # ... its K-Means at the main K
+# Row ``key`` of ``vq_rows`` (main seed): its autoencoder, tokens, token model and Table 1 entry
+# are vq_<key> (models/vq_<key>.pt, ar_vq_<key>, probe_vq_<key>, stability_vq_<key>).
+vq_row = _stem("vq_")
 
 
 def probe_models(ks: list[int], encoders: list[str], vq_rows: list[str]) -> list[str]:

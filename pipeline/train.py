@@ -54,14 +54,7 @@ from pipeline.resume import (
     rng_state,
     set_rng_state,
 )
-from pipeline.stage import (
-    StageError,
-    apply_variant,
-    cli,
-    record_timing,
-    resolved_params,
-    stage,
-)
+from pipeline.stage import StageError, apply_variant, cli, record_timing, resolved_params, stage
 
 log = logging.getLogger("digit.train")
 

@@ -341,8 +341,8 @@ def table2(params: Params, m: Metrics, figdir: Path) -> Table:
     first = m.need(sets.probe(table2_models(params)[0][0]), "Table 2")
     notes = [
         f"Protocol: {first['protocol']}.",
-        "Mean over the seeds (`seeds`; the `encoders` rows and the VQ trained with noise: the main "
-        "seed only, column seeds); std: their sample standard deviation. Layer 0: the same probe "
+        "Mean over the seeds (`seeds`; the rows of `encoders` and `vq_rows`: the main seed only, "
+        "column seeds); std: their sample standard deviation. Layer 0: the same probe "
         "on the model's input embedding (token + position) before any block; raw tokens: on each "
         "image's token frequencies. What the AR model adds is top-1 minus these.",
     ]
@@ -706,8 +706,8 @@ def thesis_table(params: Params, m: Metrics, figdir: Path) -> Table:
     df = pd.DataFrame(points).drop(columns=["family"])
     notes = [
         "One row per tokenizer of the run: the main encoder's K-Means at each K of `kmeans.ks`, "
-        "each row of `encoders` (at the main K) and the two VQ autoencoders (the one trained with "
-        "noise augmentation gets its own token model, probe and samples). Token change: Table 1 "
+        "each row of `encoders` (at the main K), the VQ autoencoder of `vq` and each row of "
+        "`vq_rows` (each with its own token model, probe and samples). Token change: Table 1 "
         "at SNR 20 dB. FID / IS: the row's samples with every sampling step untruncated (matched "
         "sampling: no row gets a truncation the others lack). Acc@LP: Table 2's best-layer probe. "
         "Means over the seeds each row was trained with (column `seeds`).",

@@ -21,13 +21,7 @@ import time
 from dataclasses import asdict
 
 from digit.metrics.evalnet import EvalNetConfig, accuracy, penultimate_features, train_evalnet
-from digit.metrics.ladder import (
-    check_steps,
-    ladder_fids,
-    quality_ladders,
-    ranking_threshold,
-    ranks,
-)
+from digit.metrics.ladder import check_steps, ladder_fids, quality_ladders, ranking_threshold, ranks
 from pipeline import io
 from pipeline.checkpoints import save_model
 from pipeline.images import load_images

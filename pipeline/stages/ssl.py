@@ -28,14 +28,7 @@ from pipeline.checkpoints import save_model
 from pipeline.encoder_files import save_encoder
 from pipeline.images import load_images
 from pipeline.params import Params, build_config
-from pipeline.stage import (
-    StageError,
-    cli,
-    record_timing,
-    resolve_device,
-    resolved_params,
-    stage,
-)
+from pipeline.stage import StageError, cli, record_timing, resolve_device, resolved_params, stage
 
 log = logging.getLogger("digit.ssl")
 

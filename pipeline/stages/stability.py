@@ -141,8 +141,10 @@ def tokenizer(params: Params, name: str, device: str, **files: str | None) -> To
     the encoder is that row of ``encoders``) or ``vq`` (a VQ autoencoder's codes)."""
     if files.get("vq"):
         model, ckpt = load_model(files["vq"], "vq", VQVAE.from_config, device)
-        noise = ckpt["extra"].get("params", {}).get("vq", {}).get("noise_aug")
-        describe = "VQ autoencoder" + (
+        made = ckpt["extra"].get("params", {})
+        row = (made.get("vq_rows") or {}).get(name.removeprefix("vq_"), {})  # a row of vq_rows
+        noise = made.get("vq", {}).get("noise_aug")
+        describe = row.get("label") or "VQ autoencoder" + (
             " trained with the encoder's noise augmentation" if noise else ""
         )
         return vq_tokenizer(name, describe, model)

@@ -35,14 +35,7 @@ from pipeline.resume import (
     rng_state,
     set_rng_state,
 )
-from pipeline.stage import (
-    StageError,
-    cli,
-    record_timing,
-    resolve_device,
-    resolved_params,
-    stage,
-)
+from pipeline.stage import StageError, cli, record_timing, resolve_device, resolved_params, stage
 
 log = logging.getLogger("digit.vq")
 
