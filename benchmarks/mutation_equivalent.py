@@ -23,6 +23,13 @@ FULL_SHIFT = (
     "gives the same all-fill image"
 )
 CROPPED_PAD = "an extra fill row or column on the side that the crop drops"
+SAMPLING = "digit/generate.py"
+P_OFF = "a top_p of 2 is off like 1: the nucleus filter runs only below 1"
+P_AT_ONE = (
+    "at top_p 1 the nucleus filter drops only tokens whose strictly-better mass rounds to 1 in "
+    "float32, i.e. probabilities below float32's resolution: the same draws"
+)
+DEFAULT_DIM = "the dimension the call uses by default"
 
 EQUIVALENT: tuple[tuple[str, str, str, str, str], ...] = (
     (LADDER, "noise_ladder", "images.astype(np.float32)", "images.astype(None)", FLOAT64),
@@ -138,5 +145,50 @@ EQUIVALENT: tuple[tuple[str, str, str, str, str], ...] = (
         'F.pad(x, pad, mode="constant", value=fill)',
         "F.pad(x, pad, value=fill)",
         "constant is F.pad's default mode",
+    ),
+    (SAMPLING, "top_k_top_p_filtering", "top_p: float = 1.0)", "top_p: float = 2.0)", P_OFF),
+    (
+        SAMPLING,
+        "top_k_top_p_filtering",
+        "top_k < V:",
+        "top_k <= V:",
+        "top_k = V keeps every logit (each is >= the smallest): no filter, as top_k >= V",
+    ),
+    (SAMPLING, "top_k_top_p_filtering", "top_k, dim=-1)", "top_k, )", DEFAULT_DIM),
+    (
+        SAMPLING,
+        "top_k_top_p_filtering",
+        "sort(logits, dim=-1,",
+        "sort(logits, descending",
+        DEFAULT_DIM,
+    ),
+    (SAMPLING, "top_k_top_p_filtering", "if top_p < 1.0:", "if top_p <= 1.0:", P_AT_ONE),
+    (SAMPLING, "top_k_top_p_filtering", "if top_p < 1.0:", "if top_p < 2.0:", P_AT_ONE),
+    (SAMPLING, "sample_logits", "top_p: float = 1.0,", "top_p: float = 2.0,", P_OFF),
+    (SAMPLING, "_guide", "chunk(2, dim=0)", "chunk(2, )", DEFAULT_DIM),
+    (SAMPLING, "prefill", "device=model.wpe.device", "device=None", DEVICE),
+    (SAMPLING, "prefill", "device=model.wpe.device", "torch.long, )", DEVICE),
+    (SAMPLING, "maskgit_mask", "device=tokens.device", "device=None", DEVICE),
+    (SAMPLING, "maskgit_mask", "device=tokens.device", "generator=generator, )", DEVICE),
+    (
+        SAMPLING,
+        "maskgit_mask",
+        ".clamp(1, T)",
+        ".clamp(None, T)",
+        "cos(pi/2 r) > 0 for r < 1, so ceil(T cos) >= 1: the lower bound never binds",
+    ),
+    (
+        SAMPLING,
+        "maskgit_mask",
+        ".clamp(1, T)",
+        ".clamp(1, None)",
+        "cos <= 1, so ceil(T cos) <= T: the upper bound never binds",
+    ),
+    (
+        SAMPLING,
+        "maskgit_mask",
+        ".clamp(1, T)",
+        ".clamp(1, )",
+        "cos <= 1, so ceil(T cos) <= T: the upper bound never binds",
     ),
 )

@@ -4,12 +4,14 @@ fixed seeds), MaskGIT's fixed tokens, KID against a direct polynomial-kernel MMD
 formula. Each would fail on the mutants a weaker test lets through (``logits * T`` for
 ``logits / T``, ``ddof=2``, a Bonferroni factor off by one, a KID kernel of another degree)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from digit.generate import maskgit_generate, sample_logits, top_k_top_p_filtering
+from digit.generate import maskgit_generate, maskgit_mask, sample_logits, top_k_top_p_filtering
 from digit.gpt import build_gpt
 from pipeline.report.claims import CONFIDENCE, Paired, outcome_label
 
@@ -117,6 +119,39 @@ def test_top_p_keeps_the_smallest_nucleus():
     assert kept == [True, True, False, False]  # 0.5 + 0.3 reaches 0.8
     kept = torch.isfinite(top_k_top_p_filtering(probs, top_p=0.81)).tolist()
     assert kept == [True, True, True, False]
+
+
+def test_sample_logits_defaults_draw_from_the_plain_softmax():
+    """No arguments but the logits: temperature 1, nothing filtered."""
+    ids = sample_logits(LOGITS.expand(N, -1), generator=torch.Generator().manual_seed(1))
+    counts = np.bincount(ids.numpy(), minlength=len(LOGITS))
+    q = expected(LOGITS, 1.0, 0, 1.0)
+    assert (counts > 0).all()
+    assert stats.chisquare(counts, N * q).pvalue > 1e-3, (counts, N * q)
+
+
+def test_top_p_reaching_the_mass_exactly_stops_there():
+    """Four equal logits: probabilities of exactly 1/4, so the mass before each token is exact.
+    top_p 0.5 is reached by two tokens; the third's mass before (0.5) already reaches it."""
+    kept = torch.isfinite(top_k_top_p_filtering(torch.zeros(4), top_p=0.5))
+    assert int(kept.sum()) == 2
+    kept = torch.isfinite(top_k_top_p_filtering(torch.zeros(3, 4), top_p=0.75))
+    assert kept.sum(dim=-1).tolist() == [3, 3, 3]  # per row, along the last axis
+
+
+def test_maskgit_mask_hides_ceil_t_cos_positions_at_least_one():
+    """n = clamp(ceil(T cos(pi/2 r)), 1, T) positions per row, r ~ U(0, 1) from the generator's
+    first draw; among 4,000 rows of T=49 some hide exactly one."""
+    B, T = 4000, 49
+    tokens = torch.arange(T).repeat(B, 1)
+    masked, loss_mask = maskgit_mask(tokens, T, generator=torch.Generator().manual_seed(3))
+    r = torch.rand(B, generator=torch.Generator().manual_seed(3))
+    n = torch.ceil(T * torch.cos(math.pi / 2 * r)).clamp(1, T).long()
+    assert torch.equal(loss_mask.sum(dim=1), n)
+    assert (n == 1).any() and (n == T).any()
+    assert torch.equal(masked == T, loss_mask) and torch.equal(
+        masked[~loss_mask], tokens[~loss_mask]
+    )
 
 
 def test_maskgit_never_changes_a_fixed_token(monkeypatch):
