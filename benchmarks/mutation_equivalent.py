@@ -191,4 +191,18 @@ EQUIVALENT: tuple[tuple[str, str, str, str, str], ...] = (
         ".clamp(1, )",
         "cos <= 1, so ceil(T cos) <= T: the upper bound never binds",
     ),
+    (
+        KMEANS,
+        "ǁAssignerǁ__call__",
+        "astype(np.float64)",
+        "astype(None)",
+        "numpy reads dtype None as float64",
+    ),
+    (
+        STABILITY,
+        "salt_and_pepper",
+        "memory_format=torch.contiguous_format",
+        "memory_format=None",
+        "a memory layout only: the same values in another stride order",
+    ),
 )
