@@ -135,7 +135,7 @@ KS_BY_SEEDS = {"matrix": {"k": "${kmeans.ks}", "seed": "${seeds}"}}
 KS_BY_SAMPLE_SEEDS = {"matrix": {"k": "${kmeans.ks}", "seed": "${sample_seeds}"}}
 ENCODER_ROWS = {"foreach": "${encoders}"}
 VQ_ROWS = {"foreach": "${vq_rows}"}
-ROW_LOOPS = ("${encoders}", "${vq_rows}")  # params dicts: DVC names their stages by key
+ROW_LOOPS = (ENCODER_ROWS["foreach"], VQ_ROWS["foreach"])  # params dicts: stages named by key
 VQ_ROW = f"vq_{KEY}"  # the stem of a vq_rows row's autoencoder, its tokens and its token model
 
 
